@@ -1,0 +1,30 @@
+"""MesoNet architectures, model cards and the registry that builds and loads them."""
+
+from mesonet.models.card import ModelCard
+from mesonet.models.meso4 import Meso4, MesoNet
+from mesonet.models.mesoinception4 import MesoInception4
+from mesonet.models.registry import (
+    ARCHITECTURES,
+    bundled_models,
+    create_model,
+    default_model_name,
+    list_models,
+    load_model,
+    read_card,
+    save_model,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "Meso4",
+    "MesoInception4",
+    "MesoNet",
+    "ModelCard",
+    "bundled_models",
+    "create_model",
+    "default_model_name",
+    "list_models",
+    "load_model",
+    "read_card",
+    "save_model",
+]

@@ -1,0 +1,166 @@
+"""One registry: build an architecture, or load named (bundled) or on-disk weights.
+
+Bundled weights live in ``mesonet/models/weights/<name>.safetensors`` with their model card
+in the file's metadata; names have the form ``architecture.tag`` (``meso4.dfdc``).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mesonet.errors import ModelError
+from mesonet.models.card import ModelCard, tensors_sha256
+from mesonet.models.meso4 import Meso4, MesoNet
+from mesonet.models.mesoinception4 import MesoInception4
+
+ARCHITECTURES: dict[str, type[MesoNet]] = {"meso4": Meso4, "mesoinception4": MesoInception4}
+CARD_KEY = "model_card"
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+def create_model(arch: str) -> MesoNet:
+    """A freshly initialised model of ``arch`` ('meso4' or 'mesoinception4'), in train mode."""
+    try:
+        return ARCHITECTURES[arch]()
+    except KeyError:
+        raise ModelError(
+            f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}"
+        ) from None
+
+
+def _weights_dir() -> Path:
+    return Path(str(resources.files("mesonet.models") / "weights"))
+
+
+def bundled_models() -> dict[str, Path]:
+    """Names of the models shipped in the package, mapped to their files."""
+    folder = _weights_dir()
+    if not folder.is_dir():
+        return {}
+    return {
+        p.name.removesuffix(WEIGHTS_SUFFIX): p for p in sorted(folder.glob("*" + WEIGHTS_SUFFIX))
+    }
+
+
+def list_models() -> list[ModelCard]:
+    """Model cards of every bundled model, default first."""
+    cards = [read_card(path) for path in bundled_models().values()]
+    default = default_model_name()
+    return sorted(cards, key=lambda c: (c.name != default, c.name))
+
+
+def default_model_name() -> str | None:
+    """The model `predict`, `evaluate` and the API use when none is named."""
+    names = bundled_models()
+    for preferred in ("meso4.dfdc", "mesoinception4.dfdc"):
+        if preferred in names:
+            return preferred
+    return next(iter(names), None)
+
+
+def save_model(model: MesoNet, path: str | Path, card: ModelCard) -> ModelCard:
+    """Write ``model``'s weights and ``card`` (with a fresh digest) to a safetensors file.
+
+    The write is atomic: a crash leaves either the old file or the new one.
+    """
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    card.arch = model.arch
+    card.weights_sha256 = tensors_sha256(state)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})
+    tmp.replace(path)
+    return card
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The model card stored in a weights file's metadata."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable safetensors weights file ({exc})") from None
+    if CARD_KEY not in metadata:
+        raise ModelError(f"{path}: weights file has no model card in its metadata")
+    try:
+        return ModelCard.from_json(metadata[CARD_KEY])
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{path}: model card is not valid JSON ({exc})") from None
+
+
+def resolve_model_path(name_or_path: str | Path | None) -> Path:
+    """The weights file meant by a bundled name, a path, or None (the default model)."""
+    if name_or_path is None:
+        name_or_path = default_model_name()
+        if name_or_path is None:
+            raise ModelError(
+                "no bundled model is installed: pass --model PATH.safetensors "
+                "(see `mesonet import-keras` to convert the authors' weights)"
+            )
+    candidate = Path(name_or_path)
+    if candidate.suffix == WEIGHTS_SUFFIX or candidate.exists():
+        if not candidate.is_file():
+            raise ModelError(f"model file not found: {candidate}")
+        return candidate
+    names = bundled_models()
+    if str(name_or_path) in names:
+        return names[str(name_or_path)]
+    known = ", ".join(names) or "none"
+    raise ModelError(
+        f"unknown model {str(name_or_path)!r}: bundled models are {known}; "
+        "or give the path of a .safetensors file"
+    )
+
+
+def load_model(name_or_path: str | Path | None = None, *, verify: bool = True) -> MesoNet:
+    """A model in eval mode mapping N x 3 x 256 x 256 RGB in [0, 1] to N fake probabilities.
+
+    ``name_or_path``: a bundled name (``mesonet.list_models()``), a ``.safetensors`` path, or
+    None for the default model. The card is attached as ``model.card``. With ``verify``, the
+    tensors must match the card's architecture exactly and its sha256 digest.
+    """
+    path = resolve_model_path(name_or_path)
+    card = read_card(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot read weights ({exc})") from None
+    model = create_model(card.arch)
+    _check_state(model, state, path)
+    if verify and card.weights_sha256 and tensors_sha256(state) != card.weights_sha256:
+        raise ModelError(
+            f"{path}: weights do not match the sha256 in their model card "
+            "(file altered or corrupted)"
+        )
+    model.load_state_dict(state, strict=True)
+    model.card = card
+    return model.eval()
+
+
+def _check_state(model: MesoNet, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a state dict with missing, extra or wrongly shaped tensors, saying which."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append("missing tensors: " + ", ".join(missing[:5]))
+    if extra:
+        problems.append("unexpected tensors: " + ", ".join(extra[:5]))
+    if wrong:
+        problems.append("wrong shapes: " + ", ".join(wrong[:5]))
+    if problems:
+        raise ModelError(f"{path}: weights do not fit {model.arch}: " + "; ".join(problems))
