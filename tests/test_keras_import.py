@@ -29,7 +29,9 @@ def reference() -> dict:
 
 def reference_inputs() -> dict[str, np.ndarray]:
     """The inputs tools/keras_reference.py fed the Keras models (NHWC float32)."""
-    rng_inputs = [np.random.default_rng(s).random((4, 256, 256, 3), dtype=np.float32) for s in (0, 1)]
+    rng_inputs = [
+        np.random.default_rng(s).random((4, 256, 256, 3), dtype=np.float32) for s in (0, 1)
+    ]
     h, w, c = np.meshgrid(np.arange(256), np.arange(256), np.arange(3), indexing="ij")
     structured = [
         (0.5 + 0.5 * np.sin(0.05 * (h + 1) * (c + 1) + 0.03 * w * (i + 1))).astype(np.float32)

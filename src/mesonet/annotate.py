@@ -1,0 +1,150 @@
+"""Annotated copies of the inputs: face boxes coloured by score, and a timeline for videos.
+
+Images get ``<folder>_<stem>.annotated.jpg``; videos get ``<folder>_<stem>.annotated.mp4``
+(the analysed frames, each with its boxes and a timeline strip of the per-frame scores with
+the flagged segments and a cursor) and ``<folder>_<stem>.timeline.png`` (the strip alone).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mesonet.media import iter_video_frames, resize_max_side
+from mesonet.results import FaceResult, MediaResult
+
+MAX_SIDE = 1280  # annotated output is shrunk to this
+STRIP_HEIGHT = 90
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def score_colour(probability: float) -> tuple[int, int, int]:
+    """RGB from green (real, 0) through amber to red (fake, 1)."""
+    p = float(np.clip(probability, 0.0, 1.0))
+    if p < 0.5:
+        return (int(510 * p), 200, 60)
+    return (230, int(200 * (1 - p) * 2), 60)
+
+
+def output_stem(path: str | Path) -> str:
+    path = Path(path)
+    return f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
+
+
+def draw_faces(
+    image: np.ndarray, faces: list[FaceResult], threshold: float, scale: float = 1.0
+) -> np.ndarray:
+    """A copy of ``image`` (RGB) with each face's box and 'fake 0.93' label."""
+    out = image.copy()
+    thickness = max(2, round(max(out.shape[:2]) / 400))
+    for face in faces:
+        x, y, w, h = (v * scale for v in face.box)
+        colour = score_colour(face.fake_probability)
+        p1, p2 = (int(x), int(y)), (int(x + w), int(y + h))
+        cv2.rectangle(out, p1, p2, colour, thickness)
+        label = "fake" if face.fake_probability >= threshold else "real"
+        text = f"{label} {face.fake_probability:.2f}"
+        if face.track is not None:
+            text += f" #{face.track}"
+        font_scale = max(0.5, thickness / 3)
+        (tw, th), base = cv2.getTextSize(text, _FONT, font_scale, thickness)
+        top = max(0, p1[1] - th - base - 4)
+        cv2.rectangle(out, (p1[0], top), (p1[0] + tw + 6, top + th + base + 4), colour, -1)
+        cv2.putText(out, text, (p1[0] + 3, top + th + 2), _FONT, font_scale, (0, 0, 0), thickness)
+    return out
+
+
+def timeline_strip(
+    result: MediaResult, width: int, threshold: float, cursor_s: float | None = None
+) -> np.ndarray:
+    """An RGB strip: per-track score over time, the threshold, flagged segments, a cursor."""
+    strip = np.full((STRIP_HEIGHT, width, 3), 30, np.uint8)
+    duration = max(result.duration_s or 0.0, 1e-6)
+    top, bottom = 8, STRIP_HEIGHT - 8
+
+    def x_of(t: float) -> int:
+        return int(np.clip(t / duration, 0, 1) * (width - 1))
+
+    def y_of(p: float) -> int:
+        return int(bottom - p * (bottom - top))
+
+    for segment in result.segments:
+        cv2.rectangle(
+            strip, (x_of(segment.start_s), top), (x_of(segment.end_s), bottom), (110, 30, 30), -1
+        )
+    cv2.line(strip, (0, y_of(threshold)), (width - 1, y_of(threshold)), (120, 120, 120), 1)
+    tracks: dict[int, list[FaceResult]] = defaultdict(list)
+    for face in result.faces:
+        tracks[face.track or 0].append(face)
+    for faces in tracks.values():
+        faces.sort(key=lambda f: f.time_s or 0.0)
+        points = [(x_of(f.time_s or 0.0), y_of(f.fake_probability)) for f in faces]
+        for a, b in zip(points, points[1:], strict=False):
+            cv2.line(strip, a, b, (200, 200, 200), 1, cv2.LINE_AA)
+        for face, point in zip(faces, points, strict=True):
+            cv2.circle(strip, point, 3, score_colour(face.fake_probability), -1, cv2.LINE_AA)
+    if cursor_s is not None:
+        cv2.line(strip, (x_of(cursor_s), 0), (x_of(cursor_s), STRIP_HEIGHT - 1), (255, 255, 255), 1)
+    cv2.putText(strip, "1", (2, top + 8), _FONT, 0.35, (160, 160, 160), 1)
+    cv2.putText(strip, "0", (2, bottom), _FONT, 0.35, (160, 160, 160), 1)
+    return strip
+
+
+def _write_rgb(path: Path, image: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def write_annotated_image(
+    image: np.ndarray, result: MediaResult, threshold: float, out_dir: Path
+) -> Path:
+    """Draw the result's faces on ``image`` and save it; returns the file written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    small = resize_max_side(image, MAX_SIDE)
+    drawn = draw_faces(small, result.faces, threshold, small.shape[1] / image.shape[1])
+    path = out_dir / f"{output_stem(result.path)}.annotated.jpg"
+    _write_rgb(path, drawn)
+    return path
+
+
+def write_annotated_video(
+    source: str | Path, result: MediaResult, threshold: float, out_dir: Path, fps: float = 4.0
+) -> list[Path]:
+    """Re-decode the analysed frames and write them annotated, with a timeline strip.
+
+    Decoding again (only when annotating) keeps the analysis itself from holding frames.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = output_stem(result.path)
+    by_frame: dict[int, list[FaceResult]] = defaultdict(list)
+    for face in result.faces:
+        by_frame[face.frame or 0].append(face)
+    indices = sorted(by_frame) if result.faces else []
+    written: list[Path] = []
+    writer = None
+    video_path = out_dir / f"{stem}.annotated.mp4"
+    width = 0
+    try:
+        for frame in iter_video_frames(source, indices):
+            small = resize_max_side(frame.image, MAX_SIDE)
+            scale = small.shape[1] / frame.image.shape[1]
+            drawn = draw_faces(small, by_frame[frame.index], threshold, scale)
+            width = drawn.shape[1]
+            strip = timeline_strip(result, width, threshold, cursor_s=frame.time_s)
+            composed = np.vstack([drawn, strip])
+            if writer is None:
+                h, w = composed.shape[:2]
+                writer = cv2.VideoWriter(
+                    str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h)
+                )
+            writer.write(cv2.cvtColor(composed, cv2.COLOR_RGB2BGR))
+    finally:
+        if writer is not None:
+            writer.release()
+            written.append(video_path)
+    strip_path = out_dir / f"{stem}.timeline.png"
+    _write_rgb(strip_path, timeline_strip(result, max(width, 640), threshold))
+    written.append(strip_path)
+    return written

@@ -1,0 +1,142 @@
+"""The result records every front end emits (CLI, Python API, web service).
+
+One :class:`MediaResult` per input file; its JSON form is the schema of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["image", "video"]
+Status = Literal["ok", "no_face", "error"]
+
+CSV_COLUMNS = (
+    "path",
+    "kind",
+    "status",
+    "fake_probability",
+    "label",
+    "model",
+    "faces",
+    "frames_analyzed",
+    "duration_s",
+    "aggregation",
+    "flagged_segments",
+    "error",
+)
+
+
+@dataclass
+class FaceResult:
+    """One face: where it is, how sure the detector was, how fake it looks."""
+
+    box: list[float]  # x, y, w, h in source pixels
+    confidence: float | None  # detector confidence; None when faces were not detected
+    fake_probability: float
+    frame: int | None = None  # video only
+    time_s: float | None = None  # video only
+    track: int | None = None  # video only
+
+    def to_dict(self, video: bool) -> dict[str, Any]:
+        data = asdict(self)
+        if not video:
+            for key in ("frame", "time_s", "track"):
+                data.pop(key)
+        return data
+
+
+@dataclass
+class Segment:
+    """A time range in which a face track is flagged as fake."""
+
+    start_s: float
+    end_s: float
+    fake_probability: float  # mean over the flagged frames of the range
+    track: int
+
+
+@dataclass
+class MediaResult:
+    """The verdict on one input file."""
+
+    path: str
+    kind: Kind | None
+    status: Status
+    model: str
+    fake_probability: float | None = None
+    label: Literal["fake", "real"] | None = None
+    faces: list[FaceResult] = field(default_factory=list)
+    frames_analyzed: int | None = None
+    duration_s: float | None = None
+    aggregation: str | None = None
+    segments: list[Segment] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.kind == "video"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record: video-only keys appear for videos, ``error`` only on errors."""
+        data: dict[str, Any] = {
+            "path": self.path,
+            "kind": self.kind,
+            "status": self.status,
+            "fake_probability": self.fake_probability,
+            "label": self.label,
+            "model": self.model,
+            "faces": [f.to_dict(self.is_video) for f in self.faces],
+        }
+        if self.is_video:
+            data["frames_analyzed"] = self.frames_analyzed
+            data["duration_s"] = self.duration_s
+            data["aggregation"] = self.aggregation
+            data["segments"] = [asdict(s) for s in self.segments]
+        if self.status == "error":
+            data["error"] = self.error
+        return data
+
+    def to_csv_row(self) -> dict[str, Any]:
+        """A flat row: counts and summaries instead of nested lists."""
+        return {
+            "path": self.path,
+            "kind": self.kind or "",
+            "status": self.status,
+            "fake_probability": "" if self.fake_probability is None else self.fake_probability,
+            "label": self.label or "",
+            "model": self.model,
+            "faces": len(self.faces),
+            "frames_analyzed": "" if self.frames_analyzed is None else self.frames_analyzed,
+            "duration_s": "" if self.duration_s is None else self.duration_s,
+            "aggregation": self.aggregation or "",
+            "flagged_segments": ";".join(f"{s.start_s:.2f}-{s.end_s:.2f}" for s in self.segments),
+            "error": self.error or "",
+        }
+
+
+def to_jsonl(results: Iterable[MediaResult]) -> Iterable[str]:
+    """One JSON object per line, as results arrive."""
+    for result in results:
+        yield json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
+
+
+def to_json(results: Iterable[MediaResult]) -> str:
+    """A JSON array of records."""
+    return json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n"
+
+
+def csv_header() -> str:
+    buffer = io.StringIO()
+    csv.DictWriter(buffer, CSV_COLUMNS).writeheader()
+    return buffer.getvalue()
+
+
+def to_csv_line(result: MediaResult) -> str:
+    buffer = io.StringIO()
+    csv.DictWriter(buffer, CSV_COLUMNS).writerow(result.to_csv_row())
+    return buffer.getvalue()
