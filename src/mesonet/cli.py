@@ -77,11 +77,47 @@ def import_keras_command(
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
+# Options shared by the commands that run the detector.
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Bundled model name or .safetensors path [default: bundled default]."
+    ),
+]
+ThresholdOption = Annotated[
+    float | None,
+    typer.Option(help="Label fake when fake_probability >= T [default: the model card's]."),
+]
+FramesOption = Annotated[int, typer.Option(help="Frames sampled evenly from each video.")]
+FpsOption = Annotated[
+    float | None, typer.Option(help="Sample F frames per second of video instead of --frames.")
+]
+FacesOption = Annotated[
+    str,
+    typer.Option(
+        help="detect: find and align faces (MTCNN). none: each image is already a face crop."
+    ),
+]
+AggregateOption = Annotated[
+    str,
+    typer.Option(
+        help="Video score per face track: mean (paper), vote (authors' code) or confident."
+    ),
+]
+LimitOption = Annotated[
+    int | None, typer.Option(help="Scan at most N images and at most N videos.")
+]
+ILimitOption = Annotated[int | None, typer.Option(help="Scan at most N images.")]
+VLimitOption = Annotated[int | None, typer.Option(help="Scan at most N videos.")]
 
-def _positive(value: int | None, name: str) -> int | None:
-    if value is not None and value < 1:
-        raise typer.BadParameter("must be at least 1", param_hint=name)
-    return value
+
+def _limits(limit: int | None, ilimit: int | None, vlimit: int | None):
+    from mesonet.inputs import Limits
+
+    for value, name in ((limit, "--limit"), (ilimit, "--ilimit"), (vlimit, "--vlimit")):
+        if value is not None and value < 1:
+            raise typer.BadParameter("must be at least 1", param_hint=name)
+    return Limits(limit=limit, ilimit=ilimit, vlimit=vlimit)
 
 
 @app.command("predict")
@@ -89,14 +125,7 @@ def predict_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Images, videos and folders of them.", show_default=False)
     ],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Bundled model name or .safetensors path [default: bundled default].",
-        ),
-    ] = None,
+    model: ModelOption = None,
     output_format: Annotated[
         str,
         typer.Option(
@@ -110,31 +139,14 @@ def predict_command(
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")
     ] = False,
-    limit: Annotated[
-        int | None, typer.Option(help="Scan at most N images and at most N videos.")
-    ] = None,
-    ilimit: Annotated[int | None, typer.Option(help="Scan at most N images.")] = None,
-    vlimit: Annotated[int | None, typer.Option(help="Scan at most N videos.")] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(help="Label fake when fake_probability >= T [default: the model card's]."),
-    ] = None,
-    frames: Annotated[int, typer.Option(help="Frames sampled evenly from each video.")] = 32,
-    fps: Annotated[
-        float | None, typer.Option(help="Sample F frames per second of video instead of --frames.")
-    ] = None,
-    faces: Annotated[
-        str,
-        typer.Option(
-            help="detect: find and align faces (MTCNN). none: each image is already a face crop."
-        ),
-    ] = "detect",
-    aggregate: Annotated[
-        str,
-        typer.Option(
-            help="Video score per face track: mean (paper), vote (authors' code) or confident."
-        ),
-    ] = "mean",
+    limit: LimitOption = None,
+    ilimit: ILimitOption = None,
+    vlimit: VLimitOption = None,
+    threshold: ThresholdOption = None,
+    frames: FramesOption = 32,
+    fps: FpsOption = None,
+    faces: FacesOption = "detect",
+    aggregate: AggregateOption = "mean",
     annotate: Annotated[
         Path | None,
         typer.Option(
@@ -147,14 +159,12 @@ def predict_command(
     Prints one record per input file (status ok, no_face or error). Exit code 0 when every
     input was processed, 1 when some failed (their records say why), 2 on a usage error.
     """
-    from mesonet.inputs import Limits
     from mesonet.output import write_results
     from mesonet.pipeline import Detector
 
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
-    for value, name in ((limit, "--limit"), (ilimit, "--ilimit"), (vlimit, "--vlimit")):
-        _positive(value, name)
+    limits = _limits(limit, ilimit, vlimit)
     detector = Detector(
         model,
         threshold=threshold,
@@ -164,9 +174,187 @@ def predict_command(
         aggregate=aggregate,
         annotate_dir=annotate,
     )
-    limits = Limits(limit=limit, ilimit=ilimit, vlimit=vlimit)
     failed = write_results(detector, paths, output_format, output, recursive, limits, out, err)
     raise typer.Exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    data: Annotated[
+        Path, typer.Argument(help="A folder with real/ and fake/ (or df/): images, videos or both.")
+    ],
+    model: ModelOption = None,
+    faces: FacesOption = "detect",
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="table or json (one object).")
+    ] = "table",
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write ROC, confusion matrix, face grids, metrics.json and index.html here."
+        ),
+    ] = None,
+    threshold: ThresholdOption = None,
+    frames: FramesOption = 32,
+    fps: FpsOption = None,
+    aggregate: AggregateOption = "mean",
+    limit: LimitOption = None,
+    ilimit: ILimitOption = None,
+    vlimit: VLimitOption = None,
+) -> None:
+    """Measure a model on labelled media: accuracy, precision, recall, F1, ROC AUC, AP, EER.
+
+    Fake is the positive class. Images are scored per file (frame level), videos per file
+    after aggregating their frames (video level); by_group splits by the file-name prefix
+    before "__" (e.g. the manipulation method).
+    """
+    import json
+
+    from rich.progress import Progress
+
+    from mesonet.evaluation.runner import evaluate
+    from mesonet.pipeline import Detector
+
+    if output_format not in ("table", "json"):
+        raise typer.BadParameter("choose table or json", param_hint="--format")
+    limits = _limits(limit, ilimit, vlimit)
+    detector = Detector(
+        model, threshold=threshold, faces=faces, frames=frames, fps=fps, aggregate=aggregate
+    )
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("evaluating", total=None)
+        metrics = evaluate(
+            detector,
+            data,
+            limits=limits,
+            report_dir=report,
+            on_result=lambda _, total: progress.update(task, advance=1, total=total),
+        )
+    if output_format == "json":
+        out.print_json(json.dumps(metrics))
+    else:
+        out.print(_metrics_table(metrics))
+    if report is not None:
+        err.print(f"report written to {report / 'index.html'}")
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _metrics_table(metrics: dict) -> Table:
+    """The headline metrics, then one row per group."""
+    keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1")
+    title = (
+        f"{metrics['model']}: {metrics['level']} level, threshold {metrics['threshold']:.3f}, "
+        f"skipped {metrics['skipped']['no_face']} no-face / {metrics['skipped']['error']} errors"
+    )
+    headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1")
+    table = Table("group", *headers, title=title, title_justify="left")
+    table.add_row("[bold]all[/]", *(_fmt(metrics[k]) for k in keys))
+    for name in ("images", "videos"):
+        if name in metrics:
+            table.add_row(name, *(_fmt(metrics[name][k]) for k in keys))
+    groups = metrics["by_group"]
+    for group, values in groups.items() if list(groups) != [""] else ():
+        table.add_row(group or "(none)", *(_fmt(values[k]) for k in keys))
+    c = metrics["confusion"]
+    table.caption = f"confusion: tn {c['tn']}  fp {c['fp']}  fn {c['fn']}  tp {c['tp']}"
+    return table
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder with train/ and validation/ (or val/), each holding real/ and fake/ "
+            "(or df/); one folder with real/ and fake/ (split by val_fraction); or a .zip.",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Folder for last.pt, best.safetensors, log.jsonl, curves.png."
+        ),
+    ],
+    arch: Annotated[str | None, typer.Option(help="meso4 (default) or mesoinception4.")] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML file of training options (flags override it)."),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Initial learning rate (Adam).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for splits, sampling, augmentation.")
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from these weights: .safetensors, a bundled name, or the authors' .h5."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+    cache: Annotated[
+        bool | None,
+        typer.Option(
+            "--cache/--no-cache", help="Keep decoded images in memory.", show_default=False
+        ),
+    ] = None,
+    augment: Annotated[
+        str | None, typer.Option(help="none, flip, light, standard or strong.")
+    ] = None,
+    loss: Annotated[str | None, typer.Option(help="bce (default) or mse (the paper's).")] = None,
+    max_train: Annotated[
+        int | None, typer.Option(help="Train on a seeded subset of N images (quick runs).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads (0 = every core).")] = None,
+) -> None:
+    """Train (or fine-tune) a MesoNet on labelled face crops; label fake = 1.
+
+    Writes last.pt after every epoch (continue with --resume),
+    best.safetensors (best validation AUC, with a model card), log.jsonl and curves.png.
+    Flags override the --config file, which overrides the defaults.
+    """
+    from mesonet.training import checkpoint_config, resolve_config, train
+    from mesonet.training.progress import RichReporter, format_row, training_progress
+
+    overrides = {
+        "arch": arch,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "init": init,
+        "workers": workers,
+        "cache": cache,
+        "augment": augment,
+        "loss": loss,
+        "max_train": max_train,
+        "threads": threads,
+    }
+    base = checkpoint_config(out_dir) if resume else None
+    config = resolve_config(config_file, overrides, base=base)
+    command = "mesonet " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else ""
+    with training_progress(err) as progress:
+        result = train(
+            data, out_dir, config, resume=resume, reporter=RichReporter(progress), command=command
+        )
+    if result.best_path is None:
+        out.print(f"no epoch trained; checkpoint in {result.checkpoint_path}")
+        return
+    best = next((r for r in result.history if r.get("epoch") == result.best_epoch), {})
+    out.print(f"best epoch {result.best_epoch}: {format_row(best)}", highlight=False)
+    out.print(
+        f"wrote {result.best_path} (threshold {result.best_metrics.get('threshold', 0.5):.3f}) "
+        f"and {result.checkpoint_path}",
+        highlight=False,
+    )
 
 
 def main() -> None:

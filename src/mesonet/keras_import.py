@@ -130,6 +130,7 @@ def import_keras(src: str | Path, dst: str | Path, arch: str = "auto") -> ModelC
     card = ModelCard(
         name=f"{model.arch}.authors-{tag}",
         arch=model.arch,
+        resize="nearest",  # the authors' Keras loader (load_img) resized with nearest neighbour
         description=f"The MesoNet authors' pretrained {src.stem} weights, converted from Keras.",
         training={"data": f"the authors' {src.stem.split('_')[-1]} dataset", "by": "the authors"},
         source=f"{src.name} (Afchar et al., DariusAf/MesoNet), via `mesonet import-keras`",

@@ -92,9 +92,8 @@ def write_results(
             stream.write(csv_header())
         if fmt == "json" and stream is not None:
             stream.write("[")
-        for n, item in enumerate(items):
-            progress.update(task, description=f"analysing {Path(item.path).name[:40]}")
-            result = detector.predict(item.path, item.kind)
+        for n, result in enumerate(detector.predict_items(items)):
+            progress.update(task, description=f"analysed {Path(result.path).name[:40]}")
             failed += result.status == "error"
             if fmt == "jsonl" and stream is not None:
                 stream.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from mesonet.faces import (
     create_detector,
     crop_whole,
 )
-from mesonet.inputs import Limits, discover
+from mesonet.inputs import Input, Limits, discover
 from mesonet.media import (
     MediaError,
     VideoInfo,
@@ -121,6 +122,7 @@ class Detector:
         self.model.eval().to(memory_format=torch.channels_last)
         card = getattr(self.model, "card", None)
         self.model_name = card.name if card is not None else type(self.model).__name__
+        self.resize = getattr(card, "resize", "auto")
         self.threshold = float(
             threshold if threshold is not None else getattr(card, "threshold", 0.5)
         )
@@ -163,7 +165,7 @@ class Detector:
             for image in images:
                 h, w = image.shape[:2]
                 whole = Face(box=(0.0, 0.0, float(w), float(h)), landmarks=(), confidence=1.0)
-                out.append(([whole], [crop_whole(image, CROP_SIZE)]))
+                out.append(([whole], [crop_whole(image, CROP_SIZE, self.resize)]))
             return out
         detections = self.face_detector.detect(images)
         return [
@@ -187,9 +189,7 @@ class Detector:
 
     # ------------------------------------------------------------------ per kind
 
-    def _predict_image(self, path: Path) -> MediaResult:
-        image = read_image(path)
-        (frame,) = self._score_frames([(0, 0.0, image)])
+    def _image_result(self, path: Path, image: np.ndarray, frame: FrameFaces) -> MediaResult:
         faces = [
             FaceResult(
                 box=[round(v, 1) for v in face.box],
@@ -210,6 +210,41 @@ class Detector:
 
             write_annotated_image(image, result, self.threshold, self.annotate_dir)
         return result
+
+    def _predict_images(self, paths: Sequence[Path]) -> list[MediaResult]:
+        """Several images at once: decoded in parallel threads, faces scored in one batch."""
+        if len(paths) == 1:
+            return [self.predict(paths[0], "image")]
+        with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
+            loaded = list(pool.map(self._guarded(read_image), paths))
+        readable = [
+            (p, im) for p, im in zip(paths, loaded, strict=True) if isinstance(im, np.ndarray)
+        ]
+        try:
+            frames = self._score_frames([(0, 0.0, image) for _, image in readable])
+            done = {
+                p: self._image_result(p, image, frame)
+                for (p, image), frame in zip(readable, frames, strict=True)
+            }
+        except Exception:  # noqa: BLE001 - one odd image must not sink the batch: go one by one
+            log.debug("batch failed, retrying one by one", exc_info=True)
+            done = {p: self.predict(p, "image") for p, _ in readable}
+        return [
+            done[p] if isinstance(im, np.ndarray) else self._error(p, "image", im)
+            for p, im in zip(paths, loaded, strict=True)
+        ]
+
+    @staticmethod
+    def _guarded(func):
+        """``func`` returning its exception instead of raising it (for pool.map)."""
+
+        def call(*args):
+            try:
+                return func(*args)
+            except Exception as exc:  # noqa: BLE001 - turned into an error record by the caller
+                return exc
+
+        return call
 
     def _predict_video(self, path: Path) -> MediaResult:
         info = probe_video(path)
@@ -280,7 +315,9 @@ class Detector:
         kind = kind or media_kind(path)
         try:
             if kind == "image":
-                return self._predict_image(path)
+                image = read_image(path)
+                (frame,) = self._score_frames([(0, 0.0, image)])
+                return self._image_result(path, image, frame)
             if kind == "video":
                 return self._predict_video(path)
             reason = "not an image or video mesonet can read"
@@ -289,10 +326,15 @@ class Detector:
             elif path.is_dir():
                 reason = "is a folder (pass it as an input to predict_many)"
             raise MediaError(reason)
-        except (MediaError, MesonetError) as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the file's error record
+            return self._error(path, kind, exc)
+
+    def _error(self, path: Path, kind: str | None, exc: Exception) -> MediaResult:
+        """The error record for a file that failed with ``exc``."""
+        if isinstance(exc, MesonetError | MediaError):
             message = str(exc)
-        except (OSError, ValueError, RuntimeError) as exc:  # a decoder's own failure
-            log.debug("unexpected failure on %s", path, exc_info=True)
+        else:  # a decoder's own failure: keep the detail for debugging, one line for the user
+            log.debug("unexpected failure on %s", path, exc_info=exc)
             message = f"could not process the file ({type(exc).__name__}: {exc})"
         return MediaResult(
             path=str(path),
@@ -302,6 +344,23 @@ class Detector:
             error=" ".join(message.split()) or "unknown error",
         )
 
+    def predict_items(self, items: Iterable[Input]) -> Iterator[MediaResult]:
+        """Results for discovered inputs, in order; images are batched ``batch_size`` at a time."""
+        images: list[Path] = []
+        for item in items:
+            if item.kind == "image":
+                images.append(item.path)
+                if len(images) >= self.batch_size:
+                    yield from self._predict_images(images)
+                    images = []
+                continue
+            if images:
+                yield from self._predict_images(images)
+                images = []
+            yield self.predict(item.path, item.kind)
+        if images:
+            yield from self._predict_images(images)
+
     def predict_many(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -310,5 +369,4 @@ class Detector:
         limits: Limits | None = None,
     ) -> Iterator[MediaResult]:
         """Results for every media file named by ``paths`` (files or folders), as they finish."""
-        for item in discover(paths, recursive=recursive, limits=limits):
-            yield self.predict(item.path, item.kind)
+        yield from self.predict_items(discover(paths, recursive=recursive, limits=limits))

@@ -13,6 +13,9 @@ import torch
 INPUT_SIZE = 256
 NORMALIZATION = "RGB, float32 in [0, 1] (pixel / 255), no mean/std"
 LABEL_CONVENTION = "output is fake_probability: 1 = forged, 0 = real"
+# "auto": area-average when shrinking, bilinear when enlarging; "nearest": as Keras' load_img,
+# which the authors' models were trained and evaluated with.
+RESIZE_MODES = ("auto", "nearest", "bilinear", "area")
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ModelCard:
     description: str = ""
     input_size: int = INPUT_SIZE
     normalization: str = NORMALIZATION
+    resize: str = "auto"  # how a whole image becomes the input (faces="none"): see RESIZE_MODES
     label_convention: str = LABEL_CONVENTION
     threshold: float = 0.5
     training: dict[str, Any] = field(default_factory=dict)
