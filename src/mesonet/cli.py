@@ -349,12 +349,40 @@ def train_command(
         out.print(f"no epoch trained; checkpoint in {result.checkpoint_path}")
         return
     best = next((r for r in result.history if r.get("epoch") == result.best_epoch), {})
-    out.print(f"best epoch {result.best_epoch}: {format_row(best)}", highlight=False)
+    out.print(f"best {format_row(best)}", highlight=False, soft_wrap=True)
     out.print(
         f"wrote {result.best_path} (threshold {result.best_metrics.get('threshold', 0.5):.3f}) "
         f"and {result.checkpoint_path}",
         highlight=False,
+        soft_wrap=True,
     )
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    model: ModelOption = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Larger uploads are refused (413).")] = 200,
+    max_in_flight: Annotated[
+        int, typer.Option(help="Analyses running at once; more wait, then get 503.")
+    ] = 2,
+) -> None:
+    """Run the web service: a page at / and the API at /api/v1/detect (docs at /docs)."""
+    import uvicorn
+
+    from mesonet.serve import create_app
+
+    if not 0 < port < 65536:
+        raise typer.BadParameter("must be from 1 to 65535", param_hint="--port")
+    if not max_upload_mb > 0:
+        raise typer.BadParameter("must be positive", param_hint="--max-upload-mb")
+    if max_in_flight < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--max-in-flight")
+    web = create_app(model, max_upload_mb=max_upload_mb, max_in_flight=max_in_flight)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"mesonet serving on http://{shown}:{port}/ (API docs at /docs); Ctrl+C stops")
+    uvicorn.run(web, host=host, port=port, log_level="info")
 
 
 def main() -> None:

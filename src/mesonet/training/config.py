@@ -1,0 +1,173 @@
+"""Training options: one dataclass with the paper's defaults, a TOML file over it, flags over that.
+
+A TOML file holds the fields of :class:`TrainConfig` at top level or in a ``[train]`` table.
+TOML has no null, so ``0`` means "all" for ``max_train``/``max_val`` and "every core" for
+``threads``, and ``""`` means "none" for ``init`` and ``name``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mesonet.training.errors import TrainingError
+
+ARCHS = ("meso4", "mesoinception4")
+LOSSES = ("bce", "mse")
+BALANCES = ("weight", "sampler", "none")
+AUGMENTS = ("none", "flip", "light", "standard", "strong")
+PRECISIONS = ("fp32", "bf16")
+THRESHOLD_RULES = ("youden", "eer", "accuracy")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; stored in checkpoints and model cards.
+
+    Defaults follow the paper (Adam, lr 1e-3 divided by 10 down to 1e-6, batch 64) with a
+    plateau schedule on validation AUC instead of a fixed step count.
+    """
+
+    arch: str = "meso4"
+    name: str = ""  # model card name; default "<arch>.<out folder name>"
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr: float = 1e-6
+    lr_factor: float = 0.1  # multiply the learning rate by this on a plateau of val AUC
+    lr_patience: int = 1  # epochs without val AUC gain before the learning rate drops
+    patience: int = 3  # epochs without val AUC gain before training stops early
+    weight_decay: float = 0.0
+    loss: str = "bce"  # "bce" (with logits) or "mse" (on probabilities, as the paper)
+    balance: str = "weight"  # per-class loss weights, a weighted sampler, or none
+    augment: str = "standard"
+    seed: int = 0
+    init: str = ""  # start from these weights: a .safetensors / bundled name or the authors' .h5
+    workers: int = 2
+    cache: bool = True  # keep decoded 256x256 uint8 images in memory after the first read
+    threads: int = 0  # torch intra-op threads; 0 = every core
+    precision: str = "fp32"  # "bf16" autocasts convolutions (faster on CPUs with AMX/AVX512-BF16)
+    max_train: int = 0  # use a seeded random subset of this many training images; 0 = all
+    max_val: int = 0
+    val_fraction: float = 0.1  # for a single labelled folder: share held out for validation
+    threshold_rule: str = "youden"  # how best.safetensors' threshold is chosen on validation
+    max_zip_bytes: int = 20 * 1024**3  # refuse zips that would extract to more than this
+    max_zip_ratio: float = 200.0  # refuse zip entries compressed more than this (zip bombs)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`TrainingError` naming the first option with an impossible value."""
+        choices = {
+            "arch": ARCHS,
+            "loss": LOSSES,
+            "balance": BALANCES,
+            "augment": AUGMENTS,
+            "precision": PRECISIONS,
+            "threshold_rule": THRESHOLD_RULES,
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise TrainingError(
+                    f"{key} must be one of {', '.join(allowed)}, not {getattr(self, key)!r}"
+                )
+        positive = ("epochs", "batch_size", "lr", "max_zip_bytes", "max_zip_ratio")
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise TrainingError(f"{key} must be positive, not {getattr(self, key)!r}")
+        non_negative = (
+            "min_lr",
+            "lr_patience",
+            "patience",
+            "weight_decay",
+            "workers",
+            "threads",
+            "max_train",
+            "max_val",
+        )
+        for key in non_negative:
+            if getattr(self, key) < 0:
+                raise TrainingError(f"{key} must be 0 or more, not {getattr(self, key)!r}")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise TrainingError(f"lr_factor must be between 0 and 1, not {self.lr_factor!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise TrainingError(f"val_fraction must be between 0 and 1, not {self.val_fraction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML-friendly values."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (None values ignored), validated."""
+        return from_mapping(changes, base=self)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _field_types() -> dict[str, type]:
+    return {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
+
+
+def from_mapping(values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """``base`` (default: the defaults) with ``values`` applied; None values are skipped.
+
+    Unknown keys and values of the wrong type raise :class:`TrainingError`.
+    """
+    types = _field_types()
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise TrainingError(
+            f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(types)}"
+        )
+    merged = (base or TrainConfig()).to_dict()
+    for key, value in values.items():
+        if value is None:
+            continue
+        want = types[key]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, Path) and want is str:
+            value = str(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise TrainingError(f"training option {key} must be {_TYPE_NAMES[want]}, not {value!r}")
+        merged[key] = value
+    return TrainConfig(**merged)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The options in a TOML file (top level, or its ``[train]`` table)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise TrainingError(f"config file not found: {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TrainingError(f"{path}: not a readable TOML file ({exc})") from None
+    if "train" in data:
+        if not isinstance(data["train"], dict):
+            raise TrainingError(f"{path}: [train] must be a table")
+        data = data["train"]
+    return data
+
+
+def resolve_config(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: TrainConfig | None = None,
+) -> TrainConfig:
+    """``base`` (defaults, or a checkpoint's config), then the TOML file, then the flags."""
+    config = base or TrainConfig()
+    if config_file is not None:
+        values = load_toml(config_file)
+        try:
+            config = from_mapping(values, base=config)
+        except TrainingError as exc:
+            raise TrainingError(f"{config_file}: {exc}") from None
+    return from_mapping(overrides or {}, base=config)

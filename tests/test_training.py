@@ -1,0 +1,277 @@
+"""Training: layouts, safe zips, config, augmentation, a tiny run, resume, the CLI command.
+
+Data are generated: 'real' images are smooth colour gradients, 'fake' ones carry a
+checkerboard patch (a visible artefact), 64 x 64 and upscaled to 256 by the pipeline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mesonet.cli import app
+from mesonet.models import load_model
+from mesonet.training import (
+    DatasetError,
+    TrainConfig,
+    TrainingError,
+    build_augment,
+    extract_zip,
+    find_dataset,
+    initial_model,
+    load_checkpoint,
+    resolve_config,
+    train,
+)
+from mesonet.training.data import FaceDataset, to_model_input
+
+# One thread and no workers keep the tests light on a shared 2-core machine.
+TINY = {"batch_size": 8, "augment": "none", "workers": 0, "threads": 1, "patience": 0}
+
+
+def _image(rng: np.random.Generator, fake: bool) -> np.ndarray:
+    base = np.empty((64, 64, 3), np.float32)
+    base[:] = rng.uniform(60, 200, 3)
+    base += np.linspace(-30, 30, 64)[None, :, None]
+    base += rng.normal(0, 3, base.shape)
+    if fake:
+        y, x = rng.integers(8, 40, 2)
+        checker = (np.indices((16, 16)).sum(0) % 2) * 255.0
+        base[y : y + 16, x : x + 16] = checker[..., None]
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def _write_class(folder: Path, n: int, fake: bool, seed: int, name: str = "img{i}") -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{name.format(i=i)}.png"), _image(rng, fake))
+
+
+def make_split(
+    root: Path,
+    n_train: int = 16,
+    n_val: int = 4,
+    val_name: str = "val",
+    fake_name: str = "fake",
+) -> Path:
+    """root/train/{real,fake} and root/<val_name>/{real,fake} of generated images."""
+    for split, n, seed in (("train", n_train, 0), (val_name, n_val, 1)):
+        _write_class(root / split / "real", n, False, seed)
+        _write_class(root / split / fake_name, n, True, seed + 10)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_split(tmp_path_factory.mktemp("tiny"))
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def test_layout_train_validation(tmp_path: Path) -> None:
+    split = find_dataset(make_split(tmp_path, 3, 2, val_name="validation"))
+    assert split.layout == "train/val folders"
+    assert split.describe()["train"] == {"real": 3, "fake": 3, "total": 6}
+    assert split.describe()["val"] == {"real": 2, "fake": 2, "total": 4}
+    assert all((s.label == 1) == (s.path.parent.name == "fake") for s in split.train)
+
+
+def test_layout_val_and_authors_df_folder(tmp_path: Path) -> None:
+    split = find_dataset(make_split(tmp_path, 3, 2, val_name="val", fake_name="df"))
+    assert sum(s.label for s in split.train) == 3
+    assert {s.path.parent.name for s in split.val if s.label == 1} == {"df"}
+
+
+def test_layout_single_folder_split_keeps_videos_together(tmp_path: Path) -> None:
+    for video in range(10):
+        _write_class(tmp_path / "real", 3, False, video, name=f"real{video}_{{i}}")
+        _write_class(tmp_path / "fake", 3, True, video, name=f"fake{video}_{{i}}")
+    split = find_dataset(tmp_path, val_fraction=0.2, seed=3)
+    assert split.layout == "single folder split"
+    assert len(split.val) == 12 and len(split.train) == 48
+    assert {s.label for s in split.val} == {0, 1}
+    videos = lambda samples: {s.path.stem.rsplit("_", 1)[0] for s in samples}  # noqa: E731
+    assert not videos(split.train) & videos(split.val)
+    again = find_dataset(tmp_path, val_fraction=0.2, seed=3)
+    assert [s.path for s in again.val] == [s.path for s in split.val]
+
+
+def test_layout_errors_say_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not found"):
+        find_dataset(tmp_path / "nowhere")
+    _write_class(tmp_path / "only" / "real", 2, False, 0)
+    with pytest.raises(DatasetError, match="no fake"):
+        find_dataset(tmp_path / "only")
+    (tmp_path / "empty" / "real").mkdir(parents=True)
+    _write_class(tmp_path / "empty" / "fake", 2, True, 0)
+    with pytest.raises(DatasetError, match="no real images"):
+        find_dataset(tmp_path / "empty")
+    _write_class(tmp_path / "noval" / "train" / "real", 2, False, 0)
+    with pytest.raises(DatasetError, match="no validation"):
+        find_dataset(tmp_path / "noval")
+
+
+# --------------------------------------------------------------------------- zips
+
+
+def _zip(path: Path, entries: dict[str, bytes], symlink: str | None = None) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+    return path
+
+
+def _png() -> bytes:
+    ok, data = cv2.imencode(".png", _image(np.random.default_rng(0), False))
+    assert ok
+    return data.tobytes()
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "data/../../evil.png", "/abs/evil.png"])
+def test_zip_escaping_entries_are_refused(tmp_path: Path, name: str) -> None:
+    archive = _zip(tmp_path / "bad.zip", {"data/real/a.png": _png(), name: _png()})
+    with pytest.raises(DatasetError, match="escapes"):
+        extract_zip(archive, tmp_path / "out")
+    assert not (tmp_path / "evil.png").exists()
+
+
+def test_zip_symlink_is_refused(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "link.zip", {"data/real/a.png": _png()}, symlink="data/fake/x.png")
+    with pytest.raises(DatasetError, match="symbolic link"):
+        extract_zip(archive, tmp_path / "out")
+
+
+def test_zip_bomb_is_refused(tmp_path: Path) -> None:
+    archive = _zip(tmp_path / "bomb.zip", {"data/real/a.png": b"\0" * (32 * 1024**2)})
+    with pytest.raises(DatasetError, match="zip bomb"):
+        extract_zip(archive, tmp_path / "out")
+    small = _zip(tmp_path / "big.zip", {"a.png": _png(), "b.png": _png()})
+    with pytest.raises(DatasetError, match="limit"):
+        extract_zip(small, tmp_path / "out2", max_total_bytes=100)
+
+
+def test_zip_of_a_dataset_is_found_inside_its_top_folder(tmp_path: Path) -> None:
+    source = make_split(tmp_path / "ds", 2, 2)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(source.rglob("*.png")):
+            archive.write(file, "ds/" + file.relative_to(source).as_posix())
+    (tmp_path / "ds.zip").write_bytes(buffer.getvalue())
+    split = find_dataset(extract_zip(tmp_path / "ds.zip", tmp_path / "x"))
+    assert len(split.train) == 4 and len(split.val) == 4
+
+
+# --------------------------------------------------------------------------- config, data
+
+
+def test_config_file_then_flags(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[train]\nepochs = 7\nlr = 1\naugment = "light"\n')
+    config = resolve_config(toml, {"epochs": 3, "seed": None})
+    assert (config.epochs, config.lr, config.augment, config.seed) == (3, 1.0, "light", 0)
+    toml.write_text("epochz = 7\n")
+    with pytest.raises(TrainingError, match="unknown training option"):
+        resolve_config(toml)
+    with pytest.raises(TrainingError, match="loss must be one of"):
+        TrainConfig(loss="hinge")
+    with pytest.raises(TrainingError, match="must be an integer"):
+        resolve_config(None, {"epochs": "many"})
+
+
+def test_dataset_batches_are_model_input(tiny_data: Path) -> None:
+    split = find_dataset(tiny_data)
+    dataset = FaceDataset(split.train[:3], build_augment("standard"), cache=True)
+    dataset.preload(1)
+    images, labels = dataset.__getitems__([0, 1, 2])
+    assert images.shape == (3, 256, 256, 3) and images.dtype == torch.uint8
+    x = to_model_input(images)
+    assert x.shape == (3, 3, 256, 256) and x.dtype == torch.float32
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    dataset.reseed(5)
+    first = dataset[0][0].copy()
+    dataset.reseed(5)
+    assert np.array_equal(first, dataset[0][0])
+    assert build_augment("none") is None
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_tiny_run_loss_falls_and_writes_everything(tiny_data: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=5, **TINY)
+    result = train(tiny_data, tmp_path / "run", config, command="test")
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < 0.8 * losses[0], losses
+    for name in ("last.pt", "best.safetensors", "log.jsonl", "curves.png", "summary.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert {"train_loss", "val_loss", "val_auc", "val_acc", "lr", "seconds", "images_per_s"} <= set(
+        rows[0]
+    )
+    model = load_model(tmp_path / "run" / "best.safetensors")
+    card = model.card
+    assert card.arch == "meso4" and 0.0 <= card.threshold <= 1.0
+    assert card.training["seed"] == 0 and card.training["command"] == "test"
+    assert card.training["config"]["epochs"] == 5
+    assert card.metrics["split"] == "val" and card.metrics["auc"] is not None
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 5 and ckpt["step"] == 20
+    with pytest.raises(TrainingError, match="--resume"):
+        train(tiny_data, tmp_path / "run", config)
+
+
+def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
+    config = TrainConfig(epochs=2, max_train=16, **{**TINY, "augment": "standard"})
+    train(tiny_data, tmp_path / "straight", config)
+    train(tiny_data, tmp_path / "resumed", config.replace(epochs=1))
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
+    train(tiny_data, tmp_path / "resumed", config, resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 4
+    steps = [s["step"] for s in b["optimizer"]["state"].values()]
+    assert steps and all(float(s) == 4 for s in steps)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-6, msg=key)
+    assert [r["epoch"] for r in b["history"]] == [1, 2]
+
+
+def test_init_from_the_authors_weights(keras_weights: Path) -> None:
+    from mesonet.keras_import import convert_keras_weights
+
+    h5 = keras_weights / "Meso4_DF.h5"
+    model = initial_model(TrainConfig(init=str(h5)))
+    reference = convert_keras_weights(h5)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    with pytest.raises(Exception, match="meso4"):
+        initial_model(TrainConfig(arch="mesoinception4", init=str(h5)))
+
+
+def test_cli_train_runs_and_refuses_bad_data(tiny_data: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["train", str(tiny_data), "--out", str(tmp_path / "cli"), "--epochs", "1"]
+    args += ["--batch-size", "8", "--augment", "flip", "--workers", "0", "--threads", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "best epoch 1:" in result.output
+    assert (tmp_path / "cli" / "best.safetensors").is_file()
+    missing = runner.invoke(app, ["train", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
+    assert isinstance(missing.exception, TrainingError)
