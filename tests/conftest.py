@@ -33,3 +33,55 @@ def keras_weights() -> Path:
 def keras_images() -> Path:
     """Folder of the authors' four test images (df/ and real/)."""
     return _shared_path("reference", "mesonet-keras", "test_images")
+
+
+# --------------------------------------------------------------------------- models and media
+
+
+@pytest.fixture(scope="session")
+def served_model(tmp_path_factory) -> str | Path:
+    """The bundled default model, or (none bundled yet) a seeded, untrained Meso-4 file."""
+    import torch
+
+    from mesonet.models import ModelCard, create_model, default_model_name, save_model
+
+    name = default_model_name()
+    if name is not None:
+        return name
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("served-model") / "m.safetensors"
+    save_model(create_model("meso4"), path, ModelCard(name="meso4.test", arch="meso4"))
+    return path
+
+
+def _face_scene(face, offset: int = 0):
+    """A grey 360 x 480 RGB frame with ``face`` pasted as a 170 px square, shifted by offset."""
+    import cv2
+    import numpy as np
+
+    frame = np.full((360, 480, 3), 128, np.uint8)
+    x = 150 + offset
+    frame[90:260, x : x + 170] = cv2.resize(face, (170, 170))
+    return frame
+
+
+@pytest.fixture(scope="session")
+def face_media(tmp_path_factory) -> dict[str, Path]:
+    """A face image (JPEG), a 1.5 s MP4 (mp4v) and a 1.5 s WebM (VP8, plays in browsers).
+
+    Made from one real face crop of ../shared's validation set (skipped without it).
+    """
+    import cv2
+
+    crops = _shared_path("datasets", "mesonet-deepfake-val", "real")
+    face = cv2.cvtColor(cv2.imread(str(sorted(crops.glob("*.jpg"))[0])), cv2.COLOR_BGR2RGB)
+    folder = tmp_path_factory.mktemp("face-media")
+    media = {"image": folder / "face.jpg"}
+    cv2.imwrite(str(media["image"]), cv2.cvtColor(_face_scene(face), cv2.COLOR_RGB2BGR))
+    for key, name, fourcc in (("video", "clip.mp4", "mp4v"), ("webm", "clip.webm", "VP80")):
+        media[key] = folder / name
+        writer = cv2.VideoWriter(str(media[key]), cv2.VideoWriter_fourcc(*fourcc), 10.0, (480, 360))
+        for i in range(15):
+            writer.write(cv2.cvtColor(_face_scene(face, offset=2 * i), cv2.COLOR_RGB2BGR))
+        writer.release()
+    return media

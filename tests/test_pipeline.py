@@ -186,7 +186,13 @@ def test_every_output_format(fmt, model_path, mixed_folder, tmp_path):
 def test_jsonl_to_stdout_streams_one_record_per_file(model_path, mixed_folder):
     result = run_cli(["predict", str(mixed_folder), "-m", str(model_path), "-f", "jsonl"])
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [Path(r["path"]).name for r in lines] == ["img0.jpg", "img1.jpg", "img2.jpg", "vid0.mp4", "vid1.mp4"]
+    assert [Path(r["path"]).name for r in lines] == [
+        "img0.jpg",
+        "img1.jpg",
+        "img2.jpg",
+        "vid0.mp4",
+        "vid1.mp4",
+    ]
 
 
 def bad_inputs(folder: Path, face: np.ndarray) -> dict[str, Path]:
@@ -208,7 +214,9 @@ def bad_inputs(folder: Path, face: np.ndarray) -> dict[str, Path]:
     return paths
 
 
-def test_each_bad_input_gives_one_error_record_and_the_run_goes_on(model_path, face_crops, tmp_path):
+def test_each_bad_input_gives_one_error_record_and_the_run_goes_on(
+    model_path, face_crops, tmp_path
+):
     paths = bad_inputs(tmp_path, face_crops[0])
     good = write_rgb(tmp_path / "good.jpg", face_crops[0])
     out = tmp_path / "out.jsonl"
@@ -220,7 +228,9 @@ def test_each_bad_input_gives_one_error_record_and_the_run_goes_on(model_path, f
     for name in paths:
         record = records[name]
         assert record["status"] == "error", name
-        assert record["error"] and "\n" not in record["error"] and "Traceback" not in record["error"]
+        assert (
+            record["error"] and "\n" not in record["error"] and "Traceback" not in record["error"]
+        )
         assert record["fake_probability"] is None
     assert records["empty.jpg"]["error"] == "file is empty"
 
@@ -247,7 +257,9 @@ def test_cli_bad_model_and_usage_errors_have_no_traceback(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "junk.safetensors" in proc.stderr
-    proc = subprocess.run([*cmd[:4], "--format", "xml"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*cmd[:4], "--format", "xml"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
@@ -255,7 +267,9 @@ def test_authors_model_on_their_test_images(keras_weights, keras_images, tmp_pat
     from mesonet.keras_import import import_keras
 
     import_keras(keras_weights / "Meso4_DF.h5", tmp_path / "m.safetensors")
-    results = list(Detector(tmp_path / "m.safetensors").predict_many([keras_images], recursive=True))
+    results = list(
+        Detector(tmp_path / "m.safetensors").predict_many([keras_images], recursive=True)
+    )
     assert len(results) == 4
     for r in results:
         assert r.status == "ok"

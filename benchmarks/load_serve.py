@@ -1,0 +1,347 @@
+"""Load check of the web service: N concurrent clients uploading images and videos for T s.
+
+Starts ``mesonet serve`` on a free 127.0.0.1 port (a subprocess, so its memory is measured
+alone), measures a one-client baseline, then runs the clients and reports requests served,
+errors (target 0), p50/p95 latency (and their ratio to the baseline) and the server's peak
+RSS. Only loopback traffic; every loop is bounded by the deadline and a request cap.
+
+    python benchmarks/load_serve.py                       # 8 clients, 60 s
+    python benchmarks/load_serve.py --clients 4 --duration 20 --model runs/x.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+KERAS = SHARED / "reference" / "mesonet-keras"
+VIDEOS = SHARED / "datasets" / "ffpp-c40-videos"
+MAX_REQUESTS_PER_CLIENT = 10_000
+
+
+@dataclass
+class Sample:
+    """One request: what was sent, how it went, how long it took."""
+
+    kind: str
+    status: int  # HTTP status, or 0 when the request failed without one
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class Peak:
+    """The server's resident memory, sampled while the load runs."""
+
+    max_rss_mb: float = 0.0
+    samples: list[float] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def proc_memory_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS = VmHWM) of a process in MiB, from /proc."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def make_media(folder: Path) -> dict[str, Path]:
+    """A face image (the authors' test image) and a 2 s 640x360 clip cut from an FF++ video."""
+    image = KERAS / "test_images" / "df" / "df00204.jpg"
+    source = sorted((VIDEOS / "fake").glob("*.mp4"))[0]
+    clip = folder / "clip.mp4"
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    for _ in range(int(2 * fps)):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frame = cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA)
+        if writer is None:
+            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 360))
+        writer.write(frame)
+    capture.release()
+    if writer is None:
+        raise SystemExit(f"could not read {source}")
+    writer.release()
+    return {"image": image, "video": clip}
+
+
+def choose_model(arg: str | None, folder: Path) -> str:
+    """The model to serve: the argument, the bundled default, or the authors' Meso4_DF."""
+    from mesonet.models import default_model_name
+
+    if arg:
+        return arg
+    if default_model_name() is not None:
+        return default_model_name()
+    from mesonet.keras_import import import_keras
+
+    path = folder / "meso4.authors-df.safetensors"
+    import_keras(KERAS / "weights" / "Meso4_DF.h5", path)
+    return str(path)
+
+
+def multipart(path: Path, fields: dict[str, str]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class Client:
+    """One keep-alive connection posting to /api/v1/detect."""
+
+    def __init__(self, port: int, timeout: float) -> None:
+        self.port, self.timeout = port, timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def post(self, kind: str, body: bytes, content_type: str) -> Sample:
+        start = time.perf_counter()
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            self.conn.request(
+                "POST", "/api/v1/detect", body=body, headers={"Content-Type": content_type}
+            )
+            response = self.conn.getresponse()
+            payload = response.read()
+            status = response.status
+            detail = ""
+            if status != 200:
+                detail = json.loads(payload or b"{}").get("detail", "")
+            elif json.loads(payload)["status"] not in ("ok", "no_face"):
+                status, detail = 0, "unexpected record status"
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            status, detail = 0, f"{type(exc).__name__}: {exc}"
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+        return Sample(kind, status, time.perf_counter() - start, detail)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="mesonet-load-"))
+    media = make_media(work)
+    model = choose_model(args.model, work)
+    fields = {"frames": str(args.frames)} if args.frames else {}
+    bodies = {kind: multipart(path, fields) for kind, path in media.items()}
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "mesonet.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        model,
+        "--max-in-flight",
+        str(args.max_in_flight),
+    ]
+    log = (work / "server.log").open("w")
+    server_tmp = work / "tmp"  # the server's upload folder lands here: checked for leftovers
+    server_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(server_tmp)}
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"server did not start; see {work / 'server.log'}")
+            time.sleep(0.2)
+        rss_idle, _ = proc_memory_mb(server.pid)
+
+        # Baseline: one client, one request at a time (after a warm-up of each kind).
+        single = Client(port, args.timeout)
+        for kind in bodies:
+            single.post(kind, *bodies[kind])
+        baseline: dict[str, list[float]] = {kind: [] for kind in bodies}
+        for _ in range(args.baseline_runs):
+            for kind in bodies:
+                sample = single.post(kind, *bodies[kind])
+                if sample.status == 200:
+                    baseline[kind].append(sample.seconds)
+
+        # Load: N clients, alternating image and video, until the deadline.
+        samples: list[Sample] = []
+        lock = threading.Lock()
+        peak = Peak()
+        stop = threading.Event()
+        end = time.monotonic() + args.duration
+        load_before = os.getloadavg()
+
+        def client_loop(index: int) -> None:
+            client = Client(port, args.timeout)
+            kinds = list(bodies)
+            for n in range(MAX_REQUESTS_PER_CLIENT):
+                if time.monotonic() >= end:
+                    break
+                kind = kinds[(index + n) % len(kinds)]
+                sample = client.post(kind, *bodies[kind])
+                with lock:
+                    samples.append(sample)
+
+        def watch_memory() -> None:
+            while not stop.wait(0.25):
+                rss, _ = proc_memory_mb(server.pid)
+                peak.samples.append(rss)
+                peak.max_rss_mb = max(peak.max_rss_mb, rss)
+
+        watcher = threading.Thread(target=watch_memory, daemon=True)
+        watcher.start()
+        started = time.monotonic()
+        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        stop.set()
+        watcher.join()
+        _, hwm = proc_memory_mb(server.pid)
+        load_after = os.getloadavg()
+        leftovers = sorted(p.name for p in server_tmp.glob("mesonet-uploads-*/*"))
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+    ok = [s for s in samples if s.status == 200]
+    errors: dict[str, int] = {}
+    for s in samples:
+        if s.status != 200:
+            key = f"{s.status} {s.detail}"[:120]
+            errors[key] = errors.get(key, 0) + 1
+    report = {
+        "clients": args.clients,
+        "duration_s": round(elapsed, 1),
+        "max_in_flight": args.max_in_flight,
+        "frames_per_video": args.frames or "default (32)",
+        "model": model,
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
+        "requests": len(samples),
+        "served": len(ok),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "throughput_per_s": round(len(ok) / elapsed, 2),
+        "server_rss_idle_mb": round(rss_idle, 1),
+        "server_rss_peak_mb": round(max(hwm, peak.max_rss_mb), 1),
+        "upload_files_left": leftovers,
+        "by_kind": {},
+    }
+    for kind in bodies:
+        times = [s.seconds for s in ok if s.kind == kind]
+        base = statistics.median(baseline[kind]) if baseline[kind] else float("nan")
+        p50, p95 = percentile(times, 50), percentile(times, 95)
+        report["by_kind"][kind] = {
+            "served": len(times),
+            "baseline_p50_s": round(base, 3),
+            "p50_s": round(p50, 3),
+            "p95_s": round(p95, 3),
+            "p50_vs_baseline": round(p50 / base, 2) if base == base and base > 0 else None,
+        }
+    all_times = [s.seconds for s in ok]
+    report["p50_s"] = round(percentile(all_times, 50), 3)
+    report["p95_s"] = round(percentile(all_times, 95), 3)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--model", help="bundled name or .safetensors (default: see above)")
+    parser.add_argument("--frames", type=int, help="frames per video [server default: 32]")
+    parser.add_argument("--max-in-flight", type=int, default=2)
+    parser.add_argument("--baseline-runs", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=300.0, help="per request, seconds")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args()
+    if not (KERAS.exists() and VIDEOS.exists()):
+        raise SystemExit(f"needs ../shared data beside the project ({SHARED})")
+    if not (1 <= args.clients <= 64 and 0 < args.duration <= 3600):
+        raise SystemExit("--clients must be 1..64 and --duration 0..3600 s")
+    report = run(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(
+        f"{report['clients']} clients for {report['duration_s']} s against mesonet serve "
+        f"(max {report['max_in_flight']} in flight, {report['frames_per_video']} frames a video, "
+        f"model {report['model']}; {report['cpus']} CPUs, load average "
+        f"{report['loadavg_before'][0]} before, {report['loadavg_after'][0]} after)"
+    )
+    print(
+        f"served {report['served']} of {report['requests']} requests "
+        f"({report['throughput_per_s']}/s), errors {report['errors']} {report['error_kinds'] or ''}"
+    )
+    print(f"latency p50 {report['p50_s']} s, p95 {report['p95_s']} s (all requests)")
+    for kind, row in report["by_kind"].items():
+        print(
+            f"  {kind:5s}: {row['served']} served, p50 {row['p50_s']} s, p95 {row['p95_s']} s; "
+            f"one-client baseline {row['baseline_p50_s']} s (p50 x{row['p50_vs_baseline']})"
+        )
+    print(
+        f"server RSS: {report['server_rss_idle_mb']} MiB idle, "
+        f"{report['server_rss_peak_mb']} MiB peak; upload files left: "
+        f"{len(report['upload_files_left'])}"
+    )
+
+
+if __name__ == "__main__":
+    main()

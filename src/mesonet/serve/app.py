@@ -1,0 +1,470 @@
+"""The web service: ``POST /api/v1/detect`` and a page to drop files on, over one Detector.
+
+A thin shell, like the CLI: the record it returns is ``Detector.predict(...).to_dict()``.
+Uploads stream to a temporary folder the app owns (removed again whatever happens);
+inference runs in worker threads, at most ``max_in_flight`` at once, each with its own
+:class:`~mesonet.pipeline.Detector` (the face detector is not thread-safe) sharing one model.
+Requests over that wait up to ``queue_timeout_s`` and then get a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import logging
+import math
+import os
+import queue
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.staticfiles import StaticFiles
+
+from mesonet.aggregate import AGGREGATIONS
+from mesonet.media import media_kind
+from mesonet.serve.extras import annotated_extra
+from mesonet.serve.upload import Upload, UploadError, receive_upload
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+MAX_FRAMES = 300
+"""Most frames a request may ask for (the CLI's default is 32)."""
+INCLUDES = ("crops",)
+
+
+class ErrorBody(BaseModel):
+    """Every error response: one readable line."""
+
+    detail: str
+
+
+class ServiceError(Exception):
+    """An error response with a status code and a readable message."""
+
+    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = headers
+
+
+@dataclasses.dataclass
+class Options:
+    """Per-request overrides of the served detector's settings."""
+
+    frames: int | None = None
+    threshold: float | None = None
+    aggregate: str | None = None
+
+
+def parse_options(fields: dict[str, str]) -> Options:
+    """Validate the optional form fields; raise a 422 ServiceError saying what is wrong."""
+    options = Options()
+    value = fields.get("frames", "").strip()
+    if value:
+        try:
+            options.frames = int(value)
+        except ValueError:
+            options.frames = None
+        if options.frames is None or not 1 <= options.frames <= MAX_FRAMES:
+            raise ServiceError(
+                422, f"frames must be a whole number from 1 to {MAX_FRAMES}, not {value!r}"
+            )
+    value = fields.get("threshold", "").strip()
+    if value:
+        try:
+            options.threshold = float(value)
+        except ValueError:
+            options.threshold = None
+        if options.threshold is None or not (
+            math.isfinite(options.threshold) and 0.0 <= options.threshold <= 1.0
+        ):
+            raise ServiceError(422, f"threshold must be a number from 0 to 1, not {value!r}")
+    value = fields.get("aggregate", "").strip()
+    if value:
+        if value not in AGGREGATIONS:
+            raise ServiceError(
+                422, f"aggregate must be one of {', '.join(AGGREGATIONS)}, not {value!r}"
+            )
+        options.aggregate = value
+    return options
+
+
+def parse_include(include: str | None) -> set[str]:
+    """``?include=crops`` (comma-separated) -> the set of extras asked for."""
+    wanted = {part.strip() for part in (include or "").split(",") if part.strip()}
+    unknown = wanted - set(INCLUDES)
+    if unknown:
+        raise ServiceError(
+            422, f"include must be one of {', '.join(INCLUDES)}, not {', '.join(sorted(unknown))}"
+        )
+    return wanted
+
+
+def _card_dict(model: Any) -> dict[str, Any] | None:
+    card = getattr(model, "card", None)
+    return dataclasses.asdict(card) if card is not None else None
+
+
+class Service:
+    """The state behind the app: detectors, the in-flight limit, the upload folder."""
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        max_upload_mb: float,
+        max_in_flight: int,
+        queue_timeout_s: float,
+        tmp_dir: Path | None,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        if not max_upload_mb > 0:
+            raise ValueError(f"max_upload_mb must be positive, not {max_upload_mb}")
+        self.max_bytes = int(max_upload_mb * 1024 * 1024)
+        self.max_upload_mb = max_upload_mb
+        self.max_in_flight = max_in_flight
+        self.queue_timeout_s = queue_timeout_s
+        built = [factory() for _ in range(max_in_flight)]
+        self.first = built[0]  # for the model's name, card and defaults
+        self.detectors: queue.Queue[Any] = queue.Queue()
+        for detector in built:
+            self.detectors.put(detector)
+        self.own_tmp = tmp_dir is None
+        self.tmp_dir = Path(tmp_dir or tempfile.mkdtemp(prefix="mesonet-uploads-"))
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="mesonet-detect")
+        self.in_flight = 0
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        """The in-flight limit, made inside the running event loop on first use."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        return self._slots
+
+    def close(self) -> None:
+        """Stop the worker threads and remove the upload folder if the app made it."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.own_tmp:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def model_info(self) -> dict[str, Any]:
+        """The served model's card (or its name when it has none) and default settings."""
+        detector = self.first
+        return {
+            "name": getattr(detector, "model_name", "unknown"),
+            "card": _card_dict(getattr(detector, "model", None)),
+            "threshold": getattr(detector, "threshold", None),
+            "frames": getattr(detector, "frames", None),
+            "aggregate": getattr(detector, "aggregate", None),
+        }
+
+    # ------------------------------------------------------------------ inference
+
+    def _work(self, upload: Upload, kind: str, options: Options, crops: bool) -> dict[str, Any]:
+        """Runs in a worker thread: predict, build the record (and extras), remove the file."""
+        try:
+            detector = self.detectors.get(timeout=60)
+            try:
+                if getattr(detector, "faces", None) == "detect":
+                    _ = detector.face_detector  # build once per slot, shared by its copies
+                worker = copy.copy(detector)
+                for name, value in dataclasses.asdict(options).items():
+                    if value is not None:
+                        setattr(worker, name, value)
+                result = worker.predict(upload.path, kind)
+                extra = None
+                if crops and result.status != "error":
+                    try:
+                        extra = annotated_extra(upload.path, result, worker.threshold)
+                    except Exception:  # noqa: BLE001 - the verdict stands without its pictures
+                        log.warning("could not build the crops of %s", upload.filename)
+                        extra = {"threshold": worker.threshold, "crops": [], "frame": None}
+            finally:
+                self.detectors.put(detector)
+            result.path = upload.filename
+            if result.error:
+                result.error = result.error.replace(str(upload.path), upload.filename)
+            record = result.to_dict()
+            if extra is not None:
+                record["annotated"] = extra
+            return record
+        finally:
+            upload.path.unlink(missing_ok=True)
+
+    async def detect(self, upload: Upload, kind: str, options: Options, crops: bool) -> dict:
+        """Wait for a free slot (503 after ``queue_timeout_s``), then predict in a thread.
+
+        Once handed to the thread, the upload is the thread's to remove, and the slot is
+        released when the thread ends, even if this request is cancelled meanwhile.
+        """
+        slots = self.slots
+        try:
+            async with asyncio.timeout(self.queue_timeout_s):
+                await slots.acquire()
+        except TimeoutError:
+            upload.path.unlink(missing_ok=True)
+            raise ServiceError(
+                503,
+                f"the server is busy ({self.max_in_flight} analyses running and more waiting): "
+                "try again in a minute",
+                headers={"Retry-After": "30"},
+            ) from None
+        except BaseException:
+            upload.path.unlink(missing_ok=True)
+            raise
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self.executor, self._work, upload, kind, options, crops)
+        except BaseException:
+            slots.release()
+            upload.path.unlink(missing_ok=True)
+            raise
+        self.in_flight += 1
+
+        def done(_: asyncio.Future) -> None:
+            self.in_flight -= 1
+            slots.release()
+
+        future.add_done_callback(done)
+        return await asyncio.shield(future)
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("mesonet.serve") / "static"))
+
+
+def create_app(
+    model: str | os.PathLike[str] | Any | None = None,
+    max_upload_mb: float = 200,
+    max_in_flight: int = 2,
+    queue_timeout_s: float = 60.0,
+    *,
+    detector_factory: Callable[[], Any] | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
+) -> FastAPI:
+    """The FastAPI app serving ``model`` (a bundled name, a path, a loaded model or None).
+
+    Args:
+        model: what ``Detector(model)`` accepts; loaded once and shared by the workers.
+        max_upload_mb: larger uploads get 413 (reading stops at the limit).
+        max_in_flight: analyses running at once (one worker thread and detector each).
+        queue_timeout_s: how long a request waits for a free worker before its 503.
+        detector_factory: builds each worker's detector instead (tests use stubs).
+        tmp_dir: where uploads are written while analysed; default a fresh folder,
+            removed when the app shuts down.
+    """
+    if detector_factory is None:
+        from mesonet.models import load_model
+        from mesonet.pipeline import Detector
+
+        loaded = model if hasattr(model, "forward") else load_model(model)
+
+        def detector_factory() -> Any:
+            return Detector(loaded)
+
+    service = Service(
+        detector_factory,
+        max_upload_mb,
+        max_in_flight,
+        queue_timeout_s,
+        Path(tmp_dir) if tmp_dir is not None else None,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="mesonet",
+        summary="Deepfake detection for images and videos with MesoNet.",
+        description=(
+            "Upload an image or a video to `POST /api/v1/detect`; the response is the same "
+            "record `mesonet predict --format json` prints (`fake_probability`: 1 = forged)."
+        ),
+        version=_version(),
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: ours are local
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    _add_error_handlers(app)
+    errors = {
+        code: {"model": ErrorBody, "description": text}
+        for code, text in (
+            (400, "Malformed multipart body."),
+            (413, "The file is over the upload limit."),
+            (415, "Not an image or video (or not sent as multipart/form-data)."),
+            (422, "Undecodable file (the record's error) or invalid form values."),
+            (503, "All workers busy for longer than the queue timeout."),
+        )
+    }
+
+    @app.post(
+        f"{API}/detect",
+        summary="Detect forged faces in one image or video",
+        responses=errors,
+        openapi_extra={"requestBody": _DETECT_BODY},
+    )
+    async def detect(
+        request: Request,
+        include: str | None = Query(
+            None, description="`crops`: add `annotated` (face crops, frame) for the page."
+        ),
+    ) -> JSONResponse:
+        """The ``mesonet predict`` record of the uploaded file (``path`` = its name).
+
+        Status ``ok`` and ``no_face`` answer 200; an undecodable file answers 422 with the
+        record's error as ``detail``.
+        """
+        extras = parse_include(include)
+        try:
+            upload = await receive_upload(request, service.tmp_dir, service.max_bytes)
+        except UploadError as exc:
+            raise ServiceError(exc.status_code, exc.detail) from None
+        except ClientDisconnect:
+            raise ServiceError(400, "the client disconnected during the upload") from None
+        try:
+            options = parse_options(upload.fields)
+            kind = media_kind(upload.path)
+            if kind is None:
+                raise ServiceError(
+                    415,
+                    f"{upload.filename}: not an image or video mesonet can read "
+                    "(JPEG, PNG, WebP, BMP, GIF, TIFF; MP4, MOV, WebM, MKV, AVI...)",
+                )
+        except BaseException:
+            upload.path.unlink(missing_ok=True)
+            raise
+        record = await service.detect(upload, kind, options, "crops" in extras)
+        if record["status"] == "error":
+            raise ServiceError(422, f"{upload.filename}: {record['error']}")
+        return JSONResponse(record)
+
+    @app.get(f"{API}/models", summary="The served model and the bundled ones")
+    def models() -> dict[str, Any]:
+        """``serving``: the model answering requests (card and defaults); ``bundled``: cards."""
+        from mesonet.models import default_model_name, list_models
+
+        return {
+            "serving": service.model_info(),
+            "default": default_model_name(),
+            "bundled": [dataclasses.asdict(card) for card in list_models()],
+        }
+
+    @app.get("/healthz", summary="Liveness, the served model and the limits")
+    def healthz() -> dict[str, Any]:
+        """Always 200 while the server runs; the page reads the limits from here."""
+        return {
+            "status": "ok",
+            "model": service.model_info()["name"],
+            "max_upload_mb": service.max_upload_mb,
+            "max_in_flight": service.max_in_flight,
+            "in_flight": service.in_flight,
+            "max_frames": MAX_FRAMES,
+            "aggregations": list(AGGREGATIONS),
+        }
+
+    static = _static_dir()
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(static / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(static / "docs.html")
+
+    app.mount("/static", StaticFiles(directory=static), name="static")
+    return app
+
+
+_DETECT_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "The image or video.",
+                    },
+                    "frames": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_FRAMES,
+                        "description": "Frames sampled evenly from a video (default 32).",
+                    },
+                    "threshold": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                        "description": "Fake when fake_probability >= threshold "
+                        "(default: the model card's).",
+                    },
+                    "aggregate": {
+                        "type": "string",
+                        "enum": list(AGGREGATIONS),
+                        "description": "Video score per face track (default mean).",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
+def _version() -> str:
+    from mesonet import __version__
+
+    return __version__
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON ``{"detail": "one readable line"}``."""
+
+    async def service_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        parts = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query"))
+            parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error["msg"])
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, 422)
+
+    async def server_error(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, 500)
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, server_error)

@@ -1,0 +1,510 @@
+// mesonet page: upload a file to /api/v1/detect?include=crops and show the record.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const TRACK_COLOURS = ["#2457c5", "#8e44ad", "#00897b", "#ef6c00", "#5d4037", "#c2185b"];
+
+const state = {
+  maxBytes: 200 * 1024 * 1024,
+  defaultThreshold: 0.5,
+  objectUrl: null,
+  record: null,
+  file: null,
+  shownFace: null,
+  busy: false,
+};
+
+// Same scale as mesonet.annotate.score_colour: green (real) -> amber -> red (fake).
+function scoreColour(p) {
+  p = Math.min(Math.max(Number(p) || 0, 0), 1);
+  if (p < 0.5) return `rgb(${Math.round(510 * p)},200,60)`;
+  return `rgb(230,${Math.round(400 * (1 - p))},60)`;
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const pct = (p) => `${Math.round(p * 100)}%`;
+const secs = (t) => `${(Number(t) || 0).toFixed(t >= 10 ? 1 : 2)} s`;
+
+function el(tag, attrs = {}, text = null) {
+  const node = tag.startsWith("svg:")
+    ? document.createElementNS(SVG, tag.slice(4))
+    : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+// ------------------------------------------------------------------ setup
+
+async function loadSettings() {
+  try {
+    const health = await (await fetch("/healthz")).json();
+    state.maxBytes = health.max_upload_mb * 1024 * 1024;
+    $("limit").textContent = `${health.max_upload_mb} MB`;
+    $("model-name").textContent = health.model;
+    $("opt-frames").max = health.max_frames;
+    const models = await (await fetch("/api/v1/models")).json();
+    const serving = models.serving || {};
+    if (serving.threshold != null) {
+      state.defaultThreshold = serving.threshold;
+      $("opt-threshold").placeholder = String(serving.threshold);
+    }
+    if (serving.frames != null) $("opt-frames").placeholder = String(serving.frames);
+  } catch (err) {
+    $("model-name").textContent = "unknown (server not answering?)";
+  }
+}
+
+function setupDrop() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (e) => {
+    if (e.target.files.length) analyse(e.target.files[0]);
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (e) => {
+      e.preventDefault();
+      drop.classList.add("dragging");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, (e) => {
+      e.preventDefault();
+      drop.classList.remove("dragging");
+    });
+  }
+  drop.addEventListener("drop", (e) => {
+    const files = e.dataTransfer && e.dataTransfer.files;
+    if (files && files.length) analyse(files[0]);
+  });
+  // A file dropped beside the zone must not make the browser navigate away.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => e.preventDefault());
+  let timer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => state.record && renderTimeline(state.record), 150);
+  });
+}
+
+// ------------------------------------------------------------------ upload
+
+function setStatus(text, { progress = null, spinning = false } = {}) {
+  $("status").hidden = false;
+  $("state").textContent = text;
+  $("spinner").hidden = !spinning;
+  const bar = $("progress");
+  bar.hidden = progress === null && !spinning;
+  if (progress === null) bar.removeAttribute("value");
+  else bar.value = progress;
+}
+
+function resetResult() {
+  state.record = null;
+  state.shownFace = null;
+  $("result").hidden = true;
+  $("view-box").hidden = true;
+  $("timeline-box").hidden = true;
+  $("gallery-box").hidden = true;
+  $("timeline").replaceChildren();
+  $("timeline-legend").replaceChildren();
+  $("gallery").replaceChildren();
+  $("facts").replaceChildren();
+  const canvas = $("canvas");
+  canvas.dataset.drawn = "0";
+  canvas.dataset.source = "";
+  canvas.width = 0;
+  canvas.height = 0;
+  $("box-count").textContent = "0";
+  $("view-caption").textContent = "";
+}
+
+function formOptions(form) {
+  const frames = $("opt-frames").value.trim();
+  const threshold = $("opt-threshold").value.trim();
+  const aggregate = $("opt-aggregate").value;
+  if (frames) form.append("frames", frames);
+  if (threshold) form.append("threshold", threshold);
+  if (aggregate) form.append("aggregate", aggregate);
+}
+
+function analyse(file) {
+  if (state.busy) return;
+  resetResult();
+  if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
+  state.objectUrl = URL.createObjectURL(file);
+  state.file = file;
+  if (file.size > state.maxBytes) {
+    showError(`${file.name} is too large: the limit is ${$("limit").textContent} per file.`);
+    return;
+  }
+  const form = new FormData();
+  form.append("file", file, file.name);
+  formOptions(form);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "/api/v1/detect?include=crops");
+  xhr.responseType = "json";
+  state.busy = true;
+  setStatus(`Uploading ${file.name}… 0%`, { progress: 0 });
+  xhr.upload.onprogress = (e) => {
+    if (!e.lengthComputable) return;
+    const p = Math.round((100 * e.loaded) / e.total);
+    setStatus(`Uploading ${file.name}… ${p}%`, { progress: p });
+  };
+  xhr.upload.onload = () => {
+    const what = file.type.startsWith("video") ? "video" : "file";
+    setStatus(`Analysing the ${what}: finding faces and scoring them…`, { spinning: true });
+  };
+  xhr.onload = () => {
+    state.busy = false;
+    $("status").hidden = true;
+    const body = xhr.response;
+    if (xhr.status === 200 && body) {
+      render(body);
+    } else {
+      const detail = body && body.detail ? body.detail : `the server answered ${xhr.status}`;
+      showError(detail, xhr.status);
+    }
+  };
+  xhr.onerror = () => {
+    state.busy = false;
+    $("status").hidden = true;
+    showError("The upload failed: the server could not be reached or closed the connection.");
+  };
+  xhr.send(form);
+}
+
+function showError(message, status = null) {
+  $("status").hidden = true;
+  $("result").hidden = false;
+  const verdict = $("verdict");
+  verdict.className = "verdict error";
+  $("verdict-text").textContent = status === 503 ? "The server is busy" : "Could not analyse this file";
+  $("verdict-sub").textContent = message;
+}
+
+// ------------------------------------------------------------------ verdict
+
+function render(record) {
+  state.record = record;
+  $("result").hidden = false;
+  const verdict = $("verdict");
+  const p = record.fake_probability;
+  if (record.status === "ok") {
+    const fake = record.label === "fake";
+    verdict.className = `verdict ${fake ? "fake" : "real"}`;
+    $("verdict-text").textContent = `${fake ? "Likely forged" : "Likely real"} — ${pct(p)} fake probability`;
+    const n = record.faces.length;
+    const tracks = new Set(record.faces.map((f) => f.track)).size;
+    const where = record.kind === "video"
+      ? `${plural(tracks, "face track")} over ${plural(record.frames_analyzed, "frame")}`
+      : plural(n, "face");
+    $("verdict-sub").textContent = `${where}; the most suspicious one decides.`;
+  } else {
+    verdict.className = "verdict none";
+    $("verdict-text").textContent = "No face found";
+    $("verdict-sub").textContent = "MesoNet judges faces: nothing was scored in this " +
+      `${record.kind || "file"}. Try a sharper or closer shot.`;
+  }
+  renderFacts(record);
+  renderTimeline(record);
+  renderGallery(record);
+  const frame = record.annotated && record.annotated.frame;
+  showFace(frame ? frame.face : null);
+}
+
+function renderFacts(record) {
+  const facts = $("facts");
+  const add = (k, v) => {
+    facts.append(el("dt", {}, k), el("dd", {}, v));
+  };
+  add("File", record.path);
+  add("Model", record.model);
+  if (record.kind === "video") {
+    add("Video", `${secs(record.duration_s)}, ${record.frames_analyzed} frames analysed`);
+    add("Video score", `${record.aggregation} over each face track`);
+    const segs = record.segments || [];
+    add("Flagged", segs.length
+      ? segs.map((s) => `${secs(s.start_s)}–${secs(s.end_s)} (track ${s.track}, ${pct(s.fake_probability)})`).join("; ")
+      : "no segment");
+  }
+  add("Threshold", String(threshold(record)));
+}
+
+const threshold = (record) =>
+  record.annotated && record.annotated.threshold != null
+    ? record.annotated.threshold
+    : state.defaultThreshold;
+
+// ------------------------------------------------------------------ picture with boxes
+
+function drawBoxes(ctx, faces, scale, t) {
+  // Sizes in screen pixels: the canvas is shown shrunk on small screens.
+  const shown = ctx.canvas.getBoundingClientRect().width || ctx.canvas.width;
+  const k = ctx.canvas.width / shown;
+  const line = Math.max(2, Math.round(2 * k));
+  ctx.font = `${Math.round(13 * k)}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  for (const face of faces) {
+    const [x, y, bw, bh] = face.box.map((v) => v * scale);
+    const colour = scoreColour(face.fake_probability);
+    ctx.lineWidth = line;
+    ctx.strokeStyle = colour;
+    ctx.strokeRect(x, y, bw, bh);
+    let label = `${face.fake_probability >= t ? "fake" : "real"} ${face.fake_probability.toFixed(2)}`;
+    if (face.track != null) label += ` #${face.track}`;
+    const m = ctx.measureText(label);
+    const th = parseInt(ctx.font, 10) + 6;
+    const top = Math.max(0, y - th);
+    ctx.fillStyle = colour;
+    ctx.fillRect(x - line / 2, top, m.width + 10, th);
+    ctx.fillStyle = "#000";
+    ctx.fillText(label, x + 4, top + 3);
+  }
+  return faces.length;
+}
+
+function paint(source, width, height, faces, scale, caption, origin) {
+  const canvas = $("canvas");
+  $("view-box").hidden = false; // laid out before drawing, so label sizes can be measured
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(source, 0, 0, width, height);
+  const n = drawBoxes(ctx, faces, scale, threshold(state.record));
+  canvas.dataset.drawn = "1";
+  canvas.dataset.source = origin; // "upload" (decoded here) or "server" (its JPEG)
+  $("box-count").textContent = String(n);
+  $("view-caption").textContent = caption;
+}
+
+function facesOnFrame(record, face) {
+  if (!face) return [];
+  if (record.kind !== "video") return record.faces;
+  return record.faces.filter((f) => f.frame === face.frame);
+}
+
+// Show the picture (image, or the video frame of face ``index``) with its faces boxed.
+function showFace(index) {
+  const record = state.record;
+  const face = index == null ? null : record.faces[index];
+  state.shownFace = index;
+  const faces = facesOnFrame(record, face);
+  const fallback = () => paintServerFrame(record, index);
+  if (record.kind === "video") {
+    if (!face) {
+      $("view-box").hidden = true;
+      return;
+    }
+    const caption = `Frame at ${secs(face.time_s)}` +
+      (index === (record.annotated && record.annotated.frame && record.annotated.frame.face)
+        ? " (the most suspicious face)" : "");
+    grabVideoFrame(face.time_s)
+      .then((video) => paint(video, video.videoWidth, video.videoHeight, faces, 1, caption, "upload"))
+      .catch(fallback);
+    markTimeline(face.time_s);
+  } else {
+    const img = new Image();
+    img.onload = () => {
+      const scale = Math.min(1, 1600 / Math.max(img.naturalWidth, img.naturalHeight));
+      const w = Math.round(img.naturalWidth * scale);
+      const h = Math.round(img.naturalHeight * scale);
+      const caption = faces.length ? "Boxes coloured by fake probability" : "";
+      paint(img, w, h, faces, scale, caption, "upload");
+    };
+    img.onerror = fallback;
+    img.src = state.objectUrl;
+  }
+}
+
+// The server's JPEG of the most suspicious frame, for media the browser cannot decode.
+function paintServerFrame(record, index) {
+  const frame = record.annotated && record.annotated.frame;
+  if (!frame || (index != null && record.kind === "video" &&
+      record.faces[index].frame !== record.faces[frame.face].frame)) {
+    $("view-caption").textContent = "This browser cannot show that frame.";
+    $("view-box").hidden = !frame;
+    return;
+  }
+  const img = new Image();
+  img.onload = () => {
+    const faces = facesOnFrame(record, record.faces[frame.face]);
+    const caption = record.kind === "video" ? `Frame at ${secs(frame.time_s)} (the most suspicious face)` : "";
+    const scale = img.naturalWidth / frame.width;
+    paint(img, img.naturalWidth, img.naturalHeight, faces, scale, caption, "server");
+  };
+  img.src = `data:image/jpeg;base64,${frame.jpeg}`;
+}
+
+let videoEl = null;
+
+// Seek a <video> of the uploaded file to ``time`` and resolve once that frame is ready.
+function grabVideoFrame(time) {
+  return new Promise((resolve, reject) => {
+    if (!videoEl || videoEl.dataset.src !== state.objectUrl) {
+      videoEl = document.createElement("video");
+      videoEl.muted = true;
+      videoEl.playsInline = true;
+      videoEl.preload = "auto";
+      videoEl.dataset.src = state.objectUrl;
+      videoEl.src = state.objectUrl;
+    }
+    const video = videoEl;
+    const timer = setTimeout(() => done(new Error("video frame timed out")), 8000);
+    function done(err) {
+      clearTimeout(timer);
+      video.removeEventListener("seeked", onSeeked);
+      video.removeEventListener("error", onError);
+      video.removeEventListener("loadeddata", onReady);
+      if (err) reject(err);
+      else resolve(video);
+    }
+    const onSeeked = () => (video.videoWidth ? done() : done(new Error("no picture")));
+    const onError = () => done(new Error("video not decodable here"));
+    const onReady = () => {
+      const end = Number.isFinite(video.duration) ? Math.max(video.duration - 0.001, 0) : time;
+      video.currentTime = Math.min(time + 0.001, end);
+    };
+    video.addEventListener("seeked", onSeeked);
+    video.addEventListener("error", onError);
+    if (video.error) onError();
+    else if (video.readyState >= 2) onReady();
+    else video.addEventListener("loadeddata", onReady);
+  });
+}
+
+// ------------------------------------------------------------------ timeline
+
+function renderTimeline(record) {
+  const box = $("timeline-box");
+  const holder = $("timeline");
+  holder.replaceChildren();
+  $("timeline-legend").replaceChildren();
+  if (record.kind !== "video" || !record.faces.length) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const width = Math.max(holder.clientWidth || 600, 260);
+  const height = width < 480 ? 150 : 190;
+  const pad = { left: 34, right: 16, top: 10, bottom: 26 };
+  const duration = Math.max(record.duration_s || 0, ...record.faces.map((f) => f.time_s || 0), 1e-3);
+  const x = (t) => pad.left + (Math.min(Math.max(t, 0), duration) / duration) * (width - pad.left - pad.right);
+  const y = (p) => pad.top + (1 - p) * (height - pad.top - pad.bottom);
+  const svg = el("svg:svg", {
+    viewBox: `0 0 ${width} ${height}`,
+    width: String(width),
+    height: String(height),
+    role: "img",
+    "aria-label": "Fake probability of each face track over time",
+  });
+  svg.append(el("svg:rect", {
+    x: pad.left, y: pad.top, width: width - pad.left - pad.right,
+    height: height - pad.top - pad.bottom, fill: "#fafbfc", stroke: "#d9dde3",
+  }));
+  for (const s of record.segments || []) {
+    const seg = el("svg:rect", {
+      class: "segment", x: x(s.start_s), y: pad.top,
+      width: Math.max(x(s.end_s) - x(s.start_s), 2), height: height - pad.top - pad.bottom,
+      fill: "rgba(198,40,40,0.18)",
+    });
+    seg.append(el("svg:title", {}, `flagged ${secs(s.start_s)}–${secs(s.end_s)}, track ${s.track}, ${pct(s.fake_probability)}`));
+    svg.append(seg);
+  }
+  for (const p of [0, 0.5, 1]) {
+    svg.append(el("svg:text", { x: pad.left - 6, y: y(p) + 4, "text-anchor": "end", fill: "#5d6470" }, p.toFixed(1)));
+  }
+  const step = niceStep(duration / (width < 480 ? 4 : 7));
+  const digits = step < 1 ? Math.ceil(-Math.log10(step) - 1e-9) : 0;
+  for (let t = 0; t <= duration + 1e-9; t += step) {
+    svg.append(el("svg:line", { x1: x(t), x2: x(t), y1: height - pad.bottom, y2: height - pad.bottom + 4, stroke: "#8a9099" }));
+    svg.append(el("svg:text", { x: x(t), y: height - 8, "text-anchor": "middle", fill: "#5d6470" }, `${t.toFixed(digits)}s`));
+  }
+  const t = threshold(record);
+  svg.append(el("svg:line", {
+    class: "threshold", x1: pad.left, x2: width - pad.right, y1: y(t), y2: y(t),
+    stroke: "#c62828", "stroke-dasharray": "5 4", "stroke-width": 1.5,
+  }));
+  const tracks = new Map();
+  record.faces.forEach((f, i) => {
+    const k = f.track ?? 0;
+    if (!tracks.has(k)) tracks.set(k, []);
+    tracks.get(k).push([f, i]);
+  });
+  const legend = $("timeline-legend");
+  for (const [k, faces] of [...tracks.entries()].sort((a, b) => a[0] - b[0])) {
+    faces.sort((a, b) => a[0].time_s - b[0].time_s);
+    const colour = TRACK_COLOURS[k % TRACK_COLOURS.length];
+    svg.append(el("svg:polyline", {
+      class: "track", fill: "none", stroke: colour, "stroke-width": 2, "stroke-linejoin": "round",
+      points: faces.map(([f]) => `${x(f.time_s)},${y(f.fake_probability)}`).join(" "),
+    }));
+    for (const [f, i] of faces) {
+      const dot = el("svg:circle", {
+        class: "point", cx: x(f.time_s), cy: y(f.fake_probability), r: 4,
+        fill: scoreColour(f.fake_probability), stroke: colour, "stroke-width": 1.5,
+      });
+      dot.append(el("svg:title", {}, `track ${k} · ${secs(f.time_s)} · ${pct(f.fake_probability)} fake`));
+      dot.addEventListener("click", () => showFace(i));
+      svg.append(dot);
+    }
+    const item = el("span");
+    item.append(el("span", { class: "swatch", style: `background:${colour}` }), `track ${k}`);
+    legend.append(item);
+  }
+  const flag = el("span");
+  flag.append(el("span", { class: "swatch flag" }), "flagged");
+  const thr = el("span");
+  thr.append(el("span", { class: "swatch", style: "background:#c62828" }), `threshold ${t}`);
+  legend.append(flag, thr);
+  svg.append(el("svg:line", {
+    id: "cursor", x1: -10, x2: -10, y1: pad.top, y2: height - pad.bottom, stroke: "#1c1f24", "stroke-width": 1,
+  }));
+  svg.dataset.x0 = pad.left;
+  svg.dataset.scale = (width - pad.left - pad.right) / duration;
+  holder.append(svg);
+  if (state.shownFace != null) markTimeline(record.faces[state.shownFace].time_s);
+}
+
+// 1, 2 or 5 times a power of ten, at least ``raw``: readable tick spacing.
+function niceStep(raw) {
+  const power = 10 ** Math.floor(Math.log10(Math.max(raw, 1e-6)));
+  for (const m of [1, 2, 5, 10]) if (m * power >= raw) return m * power;
+  return 10 * power;
+}
+
+function markTimeline(time) {
+  const svg = $("timeline").querySelector("svg");
+  const cursor = svg && svg.querySelector("#cursor");
+  if (!cursor) return;
+  const cx = Number(svg.dataset.x0) + Number(svg.dataset.scale) * time;
+  cursor.setAttribute("x1", cx);
+  cursor.setAttribute("x2", cx);
+}
+
+// ------------------------------------------------------------------ gallery
+
+function renderGallery(record) {
+  const crops = (record.annotated && record.annotated.crops) || [];
+  const gallery = $("gallery");
+  gallery.replaceChildren();
+  $("gallery-box").hidden = !crops.length;
+  const multiTrack = new Set(record.faces.map((f) => f.track)).size > 1;
+  for (const crop of crops) {
+    const face = record.faces[crop.face];
+    const fig = el("figure", { title: `fake probability ${face.fake_probability.toFixed(3)}` });
+    const img = el("img", { src: `data:image/jpeg;base64,${crop.jpeg}`, alt: `face ${crop.face + 1}` });
+    img.style.borderColor = scoreColour(face.fake_probability);
+    let caption = pct(face.fake_probability);
+    if (record.kind === "video") caption += ` · ${Number(face.time_s).toFixed(1)}s`;
+    if (multiTrack) caption += ` #${face.track}`;
+    fig.append(img, el("figcaption", {}, caption));
+    fig.addEventListener("click", () => showFace(crop.face));
+    gallery.append(fig);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupDrop();
+  loadSettings();
+});

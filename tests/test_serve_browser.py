@@ -1,0 +1,183 @@
+"""The page end to end in headless Chromium: upload an image and a video, see the verdict.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and Selenium;
+skipped cleanly without them. Set ``MESONET_SHOTS=/some/folder`` to keep the screenshots.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mesonet.serve import create_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="chromium and chromium-driver are not installed (apt-get install chromium "
+    "chromium-driver)",
+)
+webdriver = pytest.importorskip("selenium.webdriver")
+uvicorn = pytest.importorskip("uvicorn")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+PHONE = (375, 812)
+DESKTOP = (1280, 900)
+
+
+@pytest.fixture(scope="module")
+def server(served_model, tmp_path_factory):
+    """The app under uvicorn on a free loopback port, in a background thread."""
+    uploads = tmp_path_factory.mktemp("browser-uploads")
+    app = create_app(served_model, tmp_dir=uploads)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+    assert list(uploads.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium driven through Debian's chromedriver (no downloads)."""
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = os.environ.get("MESONET_SHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("shots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def upload(driver, base: str, path: Path, size: tuple[int, int]) -> None:
+    """Open the page at ``size``, pick ``path`` and wait for a verdict."""
+    driver.set_window_size(*size)
+    driver.get(base + "/")
+    wait = WebDriverWait(driver, 30)
+    wait.until(lambda d: d.find_element(By.ID, "model-name").text not in ("", "…"))
+    driver.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(driver, 180).until(
+        lambda d: d.find_element(By.ID, "verdict-text").text.strip() != ""
+    )
+
+
+def wait_for_boxes(driver) -> int:
+    """Wait until the canvas is drawn; the number of face boxes on it."""
+    WebDriverWait(driver, 30).until(
+        lambda d: d.find_element(By.ID, "canvas").get_attribute("data-drawn") == "1"
+    )
+    return int(driver.find_element(By.ID, "box-count").text)
+
+
+def screenshot(driver, folder: Path, name: str) -> Path:
+    """The whole page: the window is stretched to the document's height first."""
+    width = driver.execute_script("return window.innerWidth")
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(driver.get_window_size()["width"], max(height + 140, 400))
+    time.sleep(0.3)  # let the timeline redraw after the resize
+    path = folder / f"{name}.png"
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 1000 and width > 0
+    return path
+
+
+def verdict(driver) -> str:
+    return driver.find_element(By.ID, "verdict-text").text
+
+
+def no_horizontal_scroll(driver) -> bool:
+    return driver.execute_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth + 1"
+    )
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_image_upload_shows_verdict_and_boxes(browser, server, face_media, shots, size):
+    upload(browser, server, face_media["image"], size)
+    assert "fake probability" in verdict(browser)
+    assert verdict(browser).startswith(("Likely forged", "Likely real"))
+    assert wait_for_boxes(browser) == 1
+    assert browser.find_element(By.ID, "canvas").get_attribute("data-source") == "upload"
+    assert browser.find_element(By.ID, "timeline-box").get_attribute("hidden") is not None
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery img")) == 1
+    assert no_horizontal_scroll(browser)
+    name = "desktop" if size == DESKTOP else "phone"
+    screenshot(browser, shots, f"image-{name}")
+
+
+@pytest.mark.parametrize(
+    ("size", "key"), [(DESKTOP, "webm"), (PHONE, "webm"), (DESKTOP, "video")], ids=str
+)
+def test_video_upload_shows_frame_timeline_and_gallery(
+    browser, server, face_media, shots, size, key
+):
+    upload(browser, server, face_media[key], size)
+    assert "fake probability" in verdict(browser)
+    assert wait_for_boxes(browser) >= 1  # the most suspicious frame, decoded or the server's
+    caption = browser.find_element(By.ID, "view-caption").text
+    assert caption.startswith("Frame at")
+    source = browser.find_element(By.ID, "canvas").get_attribute("data-source")
+    if key == "webm":  # VP8 plays in Chromium: the frame comes from the upload itself
+        assert source == "upload"
+    else:  # mp4v (MPEG-4 part 2) may not: then the server's JPEG of that frame is shown
+        assert source in ("upload", "server")
+    svg = browser.find_element(By.CSS_SELECTOR, "#timeline svg")
+    assert svg.find_elements(By.CSS_SELECTOR, "polyline.track")
+    assert len(svg.find_elements(By.CSS_SELECTOR, "circle.point")) >= 10  # 15 frames, 1 face
+    assert svg.find_elements(By.CSS_SELECTOR, "line.threshold")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery img")) >= 10
+    assert no_horizontal_scroll(browser)
+    if key == "webm":
+        name = "desktop" if size == DESKTOP else "phone"
+        screenshot(browser, shots, f"video-{name}")
+
+
+def test_not_media_shows_the_error(browser, server, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a picture")
+    upload(browser, server, path, DESKTOP)
+    assert verdict(browser) == "Could not analyse this file"
+    assert "not an image or video" in browser.find_element(By.ID, "verdict-sub").text

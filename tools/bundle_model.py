@@ -1,0 +1,79 @@
+"""Measure a trained model on held-out data and install it as a bundled model.
+
+    python tools/bundle_model.py runs/meso4-dfdc/best.safetensors --name meso4.dfdc
+
+Runs `mesonet evaluate` (the library call behind it) on:
+  - ../shared/datasets/dfdc-faces/test       (frame level, --faces none; the held-out split)
+  - ../shared/datasets/mesonet-deepfake-val  (frame level, --faces none; never trained on)
+  - ../shared/datasets/ffpp-c40-videos       (video level, faces detected; never trained on)
+records each result with the command that reproduces it in the model card, and writes
+src/mesonet/models/weights/<name>.safetensors. The threshold stays the one chosen on
+validation data during training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mesonet.evaluation.runner import evaluate
+from mesonet.models import load_model, save_model
+from mesonet.pipeline import Detector
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path("../shared")
+WEIGHTS = REPO / "src" / "mesonet" / "models" / "weights"
+HEADLINE = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1", "threshold")
+
+SETS = {
+    "dfdc_faces_test": (SHARED / "datasets/dfdc-faces/test", "none"),
+    "mesonet_deepfake_val": (SHARED / "datasets/mesonet-deepfake-val", "none"),
+    "ffpp_c40_videos": (SHARED / "datasets/ffpp-c40-videos", "detect"),
+}
+
+
+def measure(model_path: Path, name: str, only: list[str]) -> dict:
+    results = {}
+    for key, (data, faces) in SETS.items():
+        if only and key not in only:
+            continue
+        metrics = evaluate(Detector(model_path, faces=faces), data)
+        flag = " --faces none" if faces == "none" else ""
+        results[key] = {
+            **{k: metrics[k] for k in HEADLINE},
+            "level": metrics["level"],
+            "by_group": {
+                g: {"n": v["n"], "accuracy": v["accuracy"], "auc": v["auc"]}
+                for g, v in metrics["by_group"].items()
+                if g
+            },
+            "command": f"mesonet evaluate {data}{flag} --model {name}",
+        }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "model", type=Path, help="a trained .safetensors (e.g. runs/x/best.safetensors)"
+    )
+    parser.add_argument("--name", required=True, help="bundled name, architecture.tag")
+    parser.add_argument("--only", nargs="*", default=[], help="measure only these sets")
+    args = parser.parse_args()
+    model = load_model(args.model)
+    card = model.card
+    measured = measure(args.model, args.name, args.only)
+    card.name = args.name
+    validation = card.metrics.get("validation", card.metrics)  # re-bundling keeps it once
+    card.metrics = {"validation": validation, **measured}
+    out = WEIGHTS / f"{args.name}.safetensors"
+    save_model(model, out, card)
+    print(json.dumps(measured, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
