@@ -85,7 +85,7 @@ def _load(load_face: Callable[[str], np.ndarray] | None, path: str) -> np.ndarra
 def _caption(score: float, path: str) -> str:
     stem = PurePath(path).stem
     if len(stem) > 22:
-        stem = stem[:10] + "…" + stem[-10:]
+        stem = stem[:6] + "…" + stem[-15:]
     return f"p={score:.2f}\n{stem}"
 
 
