@@ -85,3 +85,38 @@ def face_media(tmp_path_factory) -> dict[str, Path]:
             writer.write(cv2.cvtColor(_face_scene(face, offset=2 * i), cv2.COLOR_RGB2BGR))
         writer.release()
     return media
+
+
+# --------------------------------------------------------------------------- small videos
+
+
+def make_video(
+    path: str | Path,
+    frames: int | list,
+    fps: float = 10.0,
+    size: tuple[int, int] = (64, 48),
+    fourcc: str = "mp4v",
+) -> Path:
+    """Write a small video with OpenCV's VideoWriter and return its path.
+
+    ``frames`` is a list of RGB uint8 arrays or a count; with a count, frame ``i`` is a
+    flat grey of level ``10 * i % 256`` (a decoded frame's mean tells its index) and
+    ``size`` is its (width, height).
+    """
+    import cv2
+    import numpy as np
+
+    path = Path(path)
+    if isinstance(frames, int):
+        w, h = size
+        frames = [np.full((h, w, 3), (10 * i) % 256, np.uint8) for i in range(frames)]
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    if not writer.isOpened():
+        pytest.skip(f"OpenCV cannot write {fourcc} video here")
+    try:
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mesonet.errors import MesonetError
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FALLBACK_FPS",
@@ -57,7 +59,7 @@ _MAX_DURATION_S = 7 * 24 * 3600.0
 """A frame count implying more than a week of video is a lying header."""
 
 
-class MediaError(Exception):
+class MediaError(MesonetError):
     """A file that cannot be used as media; ``str(err)`` is a one-line human reason."""
 
 
