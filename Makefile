@@ -13,19 +13,14 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	touch $@
 
-# Main job: prediction on the authors' test images and four videos. Until a bundled model
-# ships, with the authors' Meso4_DF weights imported from ../shared.
-AUTHORS_MODEL := runs/meso4.authors-df.safetensors
-
-$(AUTHORS_MODEL): | setup
-	$(BIN)/mesonet import-keras $(KERAS)/weights/Meso4_DF.h5 $@
-
-predict: setup $(AUTHORS_MODEL)
-	$(BIN)/mesonet predict $(KERAS)/test_images --recursive --model $(AUTHORS_MODEL)
-	$(BIN)/mesonet predict $(SHARED)/datasets/ffpp-c40-videos --recursive --vlimit 4 --model $(AUTHORS_MODEL)
+# Main job: prediction with the bundled model (meso4.dfdc) on the authors' four test images
+# and four FaceForensics++ videos from ../shared.
+predict: setup
+	$(BIN)/mesonet predict $(KERAS)/test_images --recursive
+	$(BIN)/mesonet predict $(SHARED)/datasets/ffpp-c40-videos --recursive --vlimit 4
 
 test: setup
 	$(BIN)/ruff check src tests tools benchmarks

@@ -70,9 +70,62 @@ def main() -> None:
     validation = card.metrics.get("validation", card.metrics)  # re-bundling keeps it once
     card.metrics = {"validation": validation, **measured}
     out = WEIGHTS / f"{args.name}.safetensors"
-    save_model(model, out, card)
+    card = save_model(model, out, card)
+    (WEIGHTS / f"{args.name}.md").write_text(markdown_card(card), encoding="utf-8")
     print(json.dumps(measured, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {out} and its model card {out.with_suffix('.md')}")
+
+
+def _f(value) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def markdown_card(card) -> str:
+    """The human-readable model card: the same facts as the JSON card in the weights file."""
+    t = card.training
+    rows = [
+        f"| {key} | {m.get('level', 'frame')} | {_f(m.get('n'))} | {_f(m.get('auc'))} | "
+        f"{_f(m.get('ap'))} | {_f(m.get('eer'))} | {_f(m.get('accuracy'))} | "
+        f"`{m.get('command', '')}` |"
+        for key, m in card.metrics.items()
+        if isinstance(m, dict)
+    ]
+    return "\n".join(
+        [
+            f"# Model card: {card.name}",
+            "",
+            card.description,
+            "",
+            f"- Architecture: {card.arch} (Afchar et al., WIFS 2018), input {card.input_size}x"
+            f"{card.input_size}, {card.normalization}; whole images resized with `{card.resize}`.",
+            f"- Output: {card.label_convention}; label fake when p >= {card.threshold:.4f} "
+            f"(chosen on the validation split by the `{t.get('threshold_rule', '')}` rule).",
+            f"- Training data: {t.get('data', '')}; split: {t.get('split', '')}.",
+            f"- Initialisation: {t.get('init', '')} (transfer learning from the authors' "
+            "Apache-2.0 weights).",
+            f"- Command: `{t.get('command', '')}` (seed {t.get('seed')}, best epoch "
+            f"{t.get('epochs')} of {t.get('max_epochs')}).",
+            f"- Licence: {card.license}. Weights sha256 (tensors): `{card.weights_sha256}`.",
+            "",
+            "## Measured",
+            "",
+            "| set | level | n | ROC AUC | AP | EER | accuracy | command |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            "Validation metrics come from training; the others from `tools/bundle_model.py`, "
+            "which runs the commands shown. dfdc-faces test was never used for training or "
+            "tuning; mesonet-deepfake-val and ffpp-c40-videos are other datasets entirely.",
+            "",
+            "## Limitations",
+            "",
+            "A 28k-parameter network: it is fast and small, not state of the art. Scores are "
+            "evidence, not proof; they drop on heavily compressed video and on manipulation "
+            "methods unlike DFDC's face swaps. Use the threshold and the per-face scores together "
+            "with human review.",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":
