@@ -1,0 +1,104 @@
+"""mesonet evaluate on small folders of images and of videos: every metric key, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mesonet.cli import app
+from mesonet.evaluation import METRIC_KEYS
+from mesonet.evaluation.runner import evaluate
+from mesonet.models import ModelCard, create_model, save_model
+from mesonet.pipeline import Detector
+
+DFDC_TEST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dfdc-faces" / "test"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    save_model(create_model("meso4"), path, ModelCard(name="meso4.test", arch="meso4"))
+    return path
+
+
+def crops(label: str, n: int) -> list[np.ndarray]:
+    if not DFDC_TEST.exists():
+        pytest.skip("../shared dfdc-faces not present")
+    paths = sorted((DFDC_TEST / label).glob("*.jpg"))[:n]
+    return [cv2.imread(str(p)) for p in paths]  # BGR, as cv2 writes them back
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    for label in ("real", "fake"):
+        (root / label).mkdir()
+        for i, crop in enumerate(crops(label, 6)):
+            prefix = "Method__" if label == "fake" and i % 2 else ""
+            cv2.imwrite(str(root / label / f"{prefix}{label}{i}.jpg"), crop)
+    return root
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    for label in ("real", "fake"):
+        (root / label).mkdir()
+        for i, crop in enumerate(crops(label, 2)):
+            canvas = np.full((360, 480, 3), 120, np.uint8)
+            canvas[60:284, 128:352] = crop
+            path = root / label / f"{label}{i}.mp4"
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 8, (480, 360))
+            for _ in range(8):
+                writer.write(canvas)
+            writer.release()
+    return root
+
+
+def check_keys(metrics: dict, n: int) -> None:
+    assert set(METRIC_KEYS) <= metrics.keys()
+    assert metrics["n"] == n
+    assert 0 <= metrics["auc"] <= 1 and 0 <= metrics["ap"] <= 1 and 0 <= metrics["eer"] <= 1
+    assert sum(metrics["confusion"].values()) == n
+    json.dumps(metrics, allow_nan=False)  # plain JSON, no NaN
+
+
+def test_images_are_evaluated_at_frame_level_with_groups(model_path, image_folder):
+    metrics = evaluate(Detector(model_path, faces="none"), image_folder)
+    check_keys(metrics, 12)
+    assert metrics["level"] == "frame" and metrics["skipped"] == {"no_face": 0, "error": 0}
+    assert set(metrics["by_group"]) == {"", "Method"}
+    assert metrics["by_group"]["Method"]["n"] == 3
+
+
+def test_videos_are_evaluated_at_video_level(model_path, video_folder):
+    metrics = evaluate(Detector(model_path, frames=4), video_folder)
+    assert metrics["level"] == "video"
+    check_keys(metrics, 4 - sum(metrics["skipped"].values()))
+
+
+def test_cli_json_and_report(model_path, image_folder, tmp_path):
+    report = tmp_path / "report"
+    args = ["evaluate", str(image_folder), "--faces", "none", "--model", str(model_path)]
+    result = CliRunner().invoke(app, [*args, "--format", "json", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    check_keys(metrics, 12)
+    written = {p.name for p in report.iterdir()}
+    assert {"roc.png", "confusion.png", "metrics.json", "index.html"} <= written
+    assert {"correct_real.png", "correct_fake.png", "wrong_real.png", "wrong_fake.png"} <= written
+
+
+def test_a_folder_without_classes_is_a_clear_error(model_path, tmp_path):
+    (tmp_path / "real").mkdir()
+    cmd = ["evaluate", str(tmp_path), "--model", str(model_path)]
+    result = CliRunner().invoke(app, cmd)
+    assert result.exit_code != 0
+    assert "fake/" in str(result.exception)
