@@ -9,6 +9,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+try:  # fuzz tests (test_fuzz.py): bounded by default, longer with --hypothesis-profile fuzz
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "ci",
+        max_examples=200,
+        deadline=None,  # decoders' first calls are slow; the tests bound time themselves
+        suppress_health_check=[HealthCheck.too_slow],
+        print_blob=True,
+    )
+    settings.register_profile("fuzz", parent=settings.get_profile("ci"), max_examples=5000)
+    settings.load_profile("ci")
+except ImportError:  # hypothesis is in the dev extra
+    pass
+
 
 def _shared_path(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -43,10 +44,14 @@ def models_command(
     if not cards:
         out.print("No bundled models. Convert the authors' weights with `mesonet import-keras`.")
         return
-    table = Table("name", "architecture", "threshold", "trained on", "metrics")
+    table = Table("name", "architecture", "threshold", "trained on", "measured")
     default = default_model_name()
     for card in cards:
-        metrics = ", ".join(f"{k} {v}" for k, v in card.metrics.items() if not isinstance(v, dict))
+        metrics = ", ".join(
+            f"{k} AUC {v['auc']:.3f}"
+            for k, v in card.metrics.items()
+            if isinstance(v, dict) and isinstance(v.get("auc"), float)
+        )
         name = card.name + (" (default)" if card.name == default else "")
         table.add_row(
             name, card.arch, f"{card.threshold:.3f}", str(card.training.get("data", "")), metrics
@@ -82,6 +87,13 @@ ModelOption = Annotated[
     str | None,
     typer.Option(
         "--model", "-m", help="Bundled model name or .safetensors path [default: bundled default]."
+    ),
+]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="Inference engine: auto (fastest exact one installed), openvino, torch, onnx, "
+        "or openvino-bf16 (faster, not exact)."
     ),
 ]
 ThresholdOption = Annotated[
@@ -147,6 +159,7 @@ def predict_command(
     fps: FpsOption = None,
     faces: FacesOption = "detect",
     aggregate: AggregateOption = "mean",
+    backend: BackendOption = "auto",
     annotate: Annotated[
         Path | None,
         typer.Option(
@@ -173,6 +186,7 @@ def predict_command(
         fps=fps,
         aggregate=aggregate,
         annotate_dir=annotate,
+        backend=backend,
     )
     failed = write_results(detector, paths, output_format, output, recursive, limits, out, err)
     raise typer.Exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
@@ -198,6 +212,7 @@ def evaluate_command(
     frames: FramesOption = 32,
     fps: FpsOption = None,
     aggregate: AggregateOption = "mean",
+    backend: BackendOption = "auto",
     limit: LimitOption = None,
     ilimit: ILimitOption = None,
     vlimit: VLimitOption = None,
@@ -219,7 +234,13 @@ def evaluate_command(
         raise typer.BadParameter("choose table or json", param_hint="--format")
     limits = _limits(limit, ilimit, vlimit)
     detector = Detector(
-        model, threshold=threshold, faces=faces, frames=frames, fps=fps, aggregate=aggregate
+        model,
+        threshold=threshold,
+        faces=faces,
+        frames=frames,
+        fps=fps,
+        aggregate=aggregate,
+        backend=backend,
     )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
@@ -358,6 +379,119 @@ def train_command(
     )
 
 
+@app.command("scan")
+def scan_command(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder of images and videos, or a manifest: a .txt file of paths (one a "
+            "line) or a .csv file with a 'path' column.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Results file: .jsonl (JSON Lines) or .parquet. An existing one is resumed: "
+            "inputs it holds are skipped.",
+            show_default=False,
+        ),
+    ],
+    engine: Annotated[
+        str, typer.Option(help="local (this process) or ray (a Ray Data pipeline).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join: auto (the one started on this machine) or HOST:PORT "
+            "(default: start Ray here)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Ray actors analysing files (default: one per CPU of the cluster)."),
+    ] = None,
+    model: ModelOption = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")
+    ] = False,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Folder the manifest's relative paths start from (default: its own)."),
+    ] = None,
+    threshold: ThresholdOption = None,
+    frames: FramesOption = 32,
+    fps: FpsOption = None,
+    faces: FacesOption = "detect",
+    aggregate: AggregateOption = "mean",
+    backend: BackendOption = "auto",
+) -> None:
+    """Scan a whole collection into one results file, on this machine or a Ray cluster.
+
+    Writes one record per input (as predict --format jsonl), appended and flushed as work
+    finishes, so an interrupted scan resumes where it stopped when rerun. Exit code 0 when
+    every input has a record that is not an error, 1 otherwise, 2 on a usage error.
+    """
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from mesonet.scan import ENGINES, scan
+
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"choose one of {', '.join(ENGINES)}", param_hint="--engine")
+    if workers is not None and (workers < 1 or engine != "ray"):
+        raise typer.BadParameter("must be at least 1, with --engine ray", param_hint="--workers")
+    if address is not None and engine != "ray":
+        raise typer.BadParameter("joins a Ray cluster: use it with --engine ray")
+    bar = Progress(
+        *Progress.get_default_columns()[:2],
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=engine == "ray",  # Ray Data shows its own progress
+    )
+    task = bar.add_task("scanning", total=None)
+    with bar:
+        summary = scan(
+            source,
+            output,
+            engine=engine,
+            address=address,
+            workers=workers,
+            model=model,
+            recursive=recursive,
+            root=root,
+            threshold=threshold,
+            frames=frames,
+            fps=fps,
+            faces=faces,
+            aggregate=aggregate,
+            backend=backend,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items()))
+    out.print(
+        f"{summary.written} of {summary.listed} inputs analysed ({summary.skipped} already in "
+        f"{summary.output}) in {summary.seconds:.1f} s, {summary.files_per_s:.1f} files/s"
+        + (f": {counts}" if counts else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if summary.lost:
+        shown = ", ".join(summary.lost[:5]) + (" ..." if len(summary.lost) > 5 else "")
+        err.print(
+            f"[red]{len(summary.lost)} inputs lost with failing workers[/] ({shown}); "
+            "rerun to retry them",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if summary.failed:
+        err.print(f"[red]{summary.failed} inputs have error records[/] (see {summary.output})")
+    raise typer.Exit(EXIT_FAILED_INPUTS if summary.failed or summary.lost else EXIT_OK)
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -387,10 +521,18 @@ def serve_command(
 
 def main() -> None:
     """Entry point: library errors become one red line and exit code 2, never a traceback."""
+    # FFmpeg's own log lines ("moov atom not found", "Picture size ... is invalid") would
+    # repeat what each file's one-line error record says; set the variable to see them.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")  # AV_LOG_FATAL
     try:
         app()  # click's standalone mode: usage errors exit 2 with a usage line
     except MesonetError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        from mesonet.results import safe_text
+
+        message = escape(safe_text(" ".join(str(exc).split())))  # one line, never markup
+        err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_USAGE)
 
 

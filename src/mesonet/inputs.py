@@ -34,13 +34,15 @@ class Input:
 
 
 def _walk(folder: Path, recursive: bool) -> Iterator[Path]:
-    """Files of ``folder`` in a stable order; symlinked folders are not followed (no loops)."""
+    """Entries of ``folder`` that are not folders, in a stable order (as :func:`os.walk`
+    lists them: broken links and pipes included, so they get error records); symlinked
+    folders are not followed (no loops)."""
     if not recursive:
         try:
             entries = sorted(folder.iterdir())
         except OSError:
             return
-        yield from (p for p in entries if p.is_file())
+        yield from (p for p in entries if not p.is_dir())
         return
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs.sort()

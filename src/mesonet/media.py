@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -113,11 +114,13 @@ def media_kind(path: str | os.PathLike[str]) -> str | None:
     text file named ``.jpg`` is an "image" and :func:`read_image` reports why it is bad.
     """
     path = Path(path)
+    head = b""
     try:
-        with path.open("rb") as fh:
-            head = fh.read(256)
+        if stat.S_ISREG(path.stat().st_mode):  # never open a FIFO or device: it may block
+            with path.open("rb") as fh:
+                head = fh.read(256)
     except OSError:
-        head = b""
+        pass
     kind = _sniff(head)
     if kind is not None:
         return kind
@@ -137,11 +140,15 @@ def _check_readable(path: Path) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise MediaError("broken symbolic link: its target does not exist") from None
         raise MediaError("file not found") from None
     except OSError as err:
         raise MediaError(f"cannot access file ({err.strerror or err})") from None
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise MediaError("is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise MediaError("not a regular file (a pipe, socket or device?)")
     if st.st_size == 0:
         raise MediaError("file is empty")
     if not os.access(path, os.R_OK):
@@ -187,6 +194,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXEL
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow's notes on broken metadata ("Corrupt EXIF data", "Tag data larger than
+            # file"): the pixels still decode, and a real failure raises below.
+            warnings.simplefilter("ignore", UserWarning)
             with Image.open(path) as im:
                 width, height = im.size
                 if width <= 0 or height <= 0:
@@ -279,7 +289,7 @@ def probe_video(path: str | os.PathLike[str], max_count_frames: int = 1_000_000)
     count that is still too high (truncated file) is handled later:
     :func:`iter_video_frames` stops at the real end.
     Raises :class:`MediaError` if the file is not a video OpenCV can open or has no
-    decodable frame size.
+    decodable frame size, or frames over :data:`DEFAULT_MAX_PIXELS`.
     """
     path = Path(path)
     cap = _open_capture(path)
@@ -290,6 +300,11 @@ def probe_video(path: str | os.PathLike[str], max_count_frames: int = 1_000_000)
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if width <= 0 or height <= 0:
             raise MediaError("video has no decodable frames (no frame size in the header)")
+        if width * height > DEFAULT_MAX_PIXELS:
+            raise MediaError(
+                f"video frames are {width}x{height} pixels, over the "
+                f"{DEFAULT_MAX_PIXELS / 1e6:g} MP limit"
+            )
         size = path.stat().st_size
         implausible = (
             not math.isfinite(raw_count)

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from mesonet.inputs import Limits, discover
 from mesonet.pipeline import Detector
-from mesonet.results import MediaResult, csv_header, to_csv_line
+from mesonet.results import MediaResult, csv_header, safe_text, to_csv_line
 
 _STATUS_STYLE = {"ok": "", "no_face": "yellow", "error": "red"}
 
@@ -48,7 +50,10 @@ def _summary_table(results: list[MediaResult], threshold: float) -> Table:
                 detail += f"; flagged {spans}{more}"
         tracks = {f.track for f in r.faces} if r.kind == "video" else None
         faces = f"{len(tracks)} tracks" if tracks else str(len(r.faces))
-        table.add_row(r.path, r.kind or "?", verdict, p, faces, detail)
+        # file names and messages are shown as they are, never read as rich markup
+        table.add_row(
+            Text(safe_text(r.path)), r.kind or "?", verdict, p, faces, Text(safe_text(detail))
+        )
     return table
 
 
@@ -93,7 +98,8 @@ def write_results(
         if fmt == "json" and stream is not None:
             stream.write("[")
         for n, result in enumerate(detector.predict_items(items)):
-            progress.update(task, description=f"analysed {Path(result.path).name[:40]}")
+            name = escape(safe_text(Path(result.path).name[:40]))
+            progress.update(task, description=f"analysed {name}")
             failed += result.status == "error"
             if fmt == "jsonl" and stream is not None:
                 stream.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +31,7 @@ from mesonet.aggregate import (
     flagged_segments,
     track_scores,
 )
+from mesonet.backends import create_scorer
 from mesonet.errors import MesonetError
 from mesonet.faces import (
     DEFAULT_MARGIN,
@@ -54,6 +59,8 @@ log = logging.getLogger(__name__)
 
 FACE_MODES = ("detect", "none")
 CROP_SIZE = 256
+PREFETCH_FRAMES = 8
+"""Decoded video frames waiting for the detector (bounded: ~22 MB at 720p)."""
 
 
 @dataclass
@@ -90,6 +97,16 @@ class Detector:
         margin: crop side as a multiple of the face box (1.3, as the authors).
         batch_size: faces per forward pass.
         annotate_dir: if set, write annotated copies of every input there.
+        backend: inference engine for the model (see :mod:`mesonet.backends`); ``"auto"``
+            takes the fastest exact one installed.
+        redetect_s: when video frames are analysed closer together than this (seconds),
+            the face detector runs only on frames this far apart and the faces of the frames
+            between are interpolated from the detections around them (matched by overlap);
+            0 detects on every analysed frame.
+        video_detect_side: video frames are shrunk so their longer side is at most this
+            many pixels for face detection (the default MTCNN only; images use its own 640).
+            Detection cost grows with the pixel count: 320 finds faces from 48 px up at
+            720p and 72 px at 1080p (MesoNet's crops are 256 px). None: as images.
     """
 
     def __init__(
@@ -107,6 +124,9 @@ class Detector:
         margin: float = DEFAULT_MARGIN,
         batch_size: int = 64,
         annotate_dir: str | os.PathLike[str] | None = None,
+        backend: str = "auto",
+        redetect_s: float = 0.2,
+        video_detect_side: int | None = 320,
     ) -> None:
         if faces not in FACE_MODES:
             raise MesonetError(f"faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
@@ -118,8 +138,13 @@ class Detector:
             raise MesonetError(f"frames must be at least 1, not {frames}")
         if fps is not None and not fps > 0:
             raise MesonetError(f"fps must be positive, not {fps}")
+        if not redetect_s >= 0:
+            raise MesonetError(f"redetect_s must be 0 or more, not {redetect_s}")
         self.model = model if isinstance(model, torch.nn.Module) else load_model(model)
         self.model.eval().to(memory_format=torch.channels_last)
+        self.scorer = create_scorer(self.model, backend, batch_size)
+        self.backend = self.scorer.name
+        self.redetect_s = float(redetect_s)
         card = getattr(self.model, "card", None)
         self.model_name = card.name if card is not None else type(self.model).__name__
         self.resize = getattr(card, "resize", "auto")
@@ -137,6 +162,8 @@ class Detector:
         self.annotate_dir = Path(annotate_dir) if annotate_dir is not None else None
         self._face_detector = face_detector
         self._detector_options = {"min_face_size": min_face_size, "confidence": face_confidence}
+        self.video_detect_side = video_detect_side
+        self._video_face_detector = face_detector  # the caller's detector serves both
 
     # ------------------------------------------------------------------ building blocks
 
@@ -147,14 +174,24 @@ class Detector:
             self._face_detector = create_detector("mtcnn", **self._detector_options)
         return self._face_detector
 
+    @property
+    def video_face_detector(self) -> FaceDetector:
+        """The detector for video frames: one given by the caller, else an MTCNN working on
+        frames shrunk to ``video_detect_side``."""
+        if self._video_face_detector is None:
+            if self.video_detect_side is None:
+                self._video_face_detector = self.face_detector
+            else:
+                self._video_face_detector = create_detector(
+                    "mtcnn", **self._detector_options, max_side=self.video_detect_side
+                )
+        return self._video_face_detector
+
     def score_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Fake probabilities of uint8 RGB 256 x 256 crops, in batches of ``batch_size``."""
-        scores = []
-        with torch.inference_mode():
-            for start in range(0, len(crops), self.batch_size):
-                batch = to_batch(crops[start : start + self.batch_size])
-                scores.append(self.model(batch).float().numpy())
-        return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+        if len(crops) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.scorer(np.stack(crops) if not isinstance(crops, np.ndarray) else crops)
 
     def _faces_and_crops(
         self, images: Sequence[np.ndarray]
@@ -211,27 +248,64 @@ class Detector:
             write_annotated_image(image, result, self.threshold, self.annotate_dir)
         return result
 
-    def _predict_images(self, paths: Sequence[Path]) -> list[MediaResult]:
-        """Several images at once: decoded in parallel threads, faces scored in one batch."""
-        if len(paths) == 1:
-            return [self.predict(paths[0], "image")]
-        with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
-            loaded = list(pool.map(self._guarded(read_image), paths))
+    def _load_image(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+        """Decode one image (in a worker thread): its pixels and its (width, height).
+
+        With ``faces='none'`` (and no annotation) the pixels are already the model's crop,
+        so a batch waiting to be scored holds 196 KB per image, whatever the image size.
+        """
+        image = read_image(path)
+        size = (image.shape[1], image.shape[0])
+        if self._crop_on_load:
+            image = crop_whole(image, CROP_SIZE, self.resize)
+        return image, size
+
+    @property
+    def _crop_on_load(self) -> bool:
+        # the whole image is the crop and nobody needs the full-size pixels afterwards
+        return self.faces == "none" and self.annotate_dir is None
+
+    def _predict_images(
+        self, paths: Sequence[Path], loaded: Sequence[tuple | Exception] | None = None
+    ) -> list[MediaResult]:
+        """Several images at once: decoded in parallel threads, faces scored in one batch.
+
+        ``loaded``: the images already decoded by :meth:`_load_image` (or the exception each
+        raised), as :meth:`predict_items` prefetches them.
+        """
+        if loaded is None:
+            if len(paths) == 1:
+                return [self.predict(paths[0], "image")]
+            with ThreadPoolExecutor(max_workers=min(len(paths), os.cpu_count() or 1)) as pool:
+                loaded = list(pool.map(self._guarded(self._load_image), paths))
         readable = [
-            (p, im) for p, im in zip(paths, loaded, strict=True) if isinstance(im, np.ndarray)
+            (p, im[0], im[1])
+            for p, im in zip(paths, loaded, strict=True)
+            if not isinstance(im, Exception)
         ]
         try:
-            frames = self._score_frames([(0, 0.0, image) for _, image in readable])
+            if self._crop_on_load:
+                frames = self._score_whole([(crop, size) for _, crop, size in readable])
+            else:
+                frames = self._score_frames([(0, 0.0, image) for _, image, _ in readable])
             done = {
                 p: self._image_result(p, image, frame)
-                for (p, image), frame in zip(readable, frames, strict=True)
+                for (p, image, _), frame in zip(readable, frames, strict=True)
             }
         except Exception:  # noqa: BLE001 - one odd image must not sink the batch: go one by one
             log.debug("batch failed, retrying one by one", exc_info=True)
-            done = {p: self.predict(p, "image") for p, _ in readable}
+            done = {p: self.predict(p, "image") for p, _, _ in readable}
         return [
-            done[p] if isinstance(im, np.ndarray) else self._error(p, "image", im)
+            self._error(p, "image", im) if isinstance(im, Exception) else done[p]
             for p, im in zip(paths, loaded, strict=True)
+        ]
+
+    def _score_whole(self, crops: Sequence[tuple[np.ndarray, tuple[int, int]]]) -> list[FrameFaces]:
+        """Score whole images already cut to the model's crop; boxes in source pixels."""
+        scores = self.score_crops([crop for crop, _ in crops]).tolist()
+        return [
+            FrameFaces(0, 0.0, [Face((0.0, 0.0, float(w), float(h)), (), 1.0)], [score])
+            for (_, (w, h)), score in zip(crops, scores, strict=True)
         ]
 
     @staticmethod
@@ -249,21 +323,79 @@ class Detector:
     def _predict_video(self, path: Path) -> MediaResult:
         info = probe_video(path)
         indices = sample_frame_indices(info, self.frames, self.fps)
-        analysed: list[FrameFaces] = []
-        chunk: list[tuple[int, float, np.ndarray]] = []
-        for frame in iter_video_frames(path, indices):
-            chunk.append((frame.index, frame.time_s, frame.image))
-            if len(chunk) == 8:  # bounded memory: a few frames at a time
-                analysed.extend(self._score_frames(chunk))
-                chunk = []
-        if chunk:
-            analysed.extend(self._score_frames(chunk))
+        frames = _prefetch(iter_video_frames(path, indices), PREFETCH_FRAMES)
+        try:
+            analysed = self._analyse_frames(frames, indices[-1] if indices else -1, info.fps)
+        finally:
+            frames.close()
         result = self._video_result(path, info, indices, analysed)
         if self.annotate_dir is not None:
             from mesonet.annotate import write_annotated_video
 
             write_annotated_video(path, result, self.threshold, self.annotate_dir)
         return result
+
+    def _analyse_frames(
+        self, frames: Iterator[Any], last_index: int, fps: float
+    ) -> list[FrameFaces]:
+        """Detect (or interpolate), crop and score decoded video frames, in order.
+
+        The detector runs on a frame when ``redetect_s`` has passed since the last detection
+        (counted in frames at ``fps``; always on the first and the last wanted frame); frames
+        in between get faces interpolated
+        from the detections on both sides. Crops are scored ``batch_size`` at a time, so only
+        a few frames and one batch of crops are held at once.
+        """
+        analysed: list[FrameFaces] = []
+        crops: list[np.ndarray] = []
+        unscored: list[FrameFaces] = []  # frames whose crops wait in `crops`
+
+        def add(frame: Any, faces: list[Face]) -> None:
+            if self.faces == "none":
+                h, w = frame.image.shape[:2]
+                faces = [Face((0.0, 0.0, float(w), float(h)), (), 1.0)]
+                crops.append(crop_whole(frame.image, CROP_SIZE, self.resize))
+            else:
+                crops.extend(align_face(frame.image, f, CROP_SIZE, self.margin) for f in faces)
+            record = FrameFaces(frame.index, frame.time_s, faces)
+            analysed.append(record)
+            unscored.append(record)
+            if len(crops) >= self.batch_size:
+                flush()
+
+        def flush() -> None:
+            scores = iter(self.score_crops(crops).tolist())
+            for record in unscored:
+                record.scores = [next(scores) for _ in record.faces]
+            crops.clear()
+            unscored.clear()
+
+        key: tuple[Any, list[Face]] | None = None  # the last frame the detector ran on
+        between: list[Any] = []  # frames since then, waiting for the next detection
+        for frame in frames:
+            due = (
+                self.faces == "none"
+                or key is None
+                or frame.index >= last_index
+                or (frame.index - key[0].index) / fps >= self.redetect_s - 1e-6
+            )
+            if not due:
+                between.append(frame)
+                continue
+            faces = (
+                [] if self.faces == "none" else self.video_face_detector.detect([frame.image])[0]
+            )
+            for middle in between:
+                weight = (middle.index - key[0].index) / max(frame.index - key[0].index, 1)
+                add(middle, interpolate_faces(key[1], faces, weight))
+            between = []
+            add(frame, faces)
+            key = (frame, faces)
+        for middle in between:  # the stream ended before the last wanted frame
+            add(middle, list(key[1]) if key is not None else [])
+        if crops or unscored:
+            flush()
+        return analysed
 
     def _video_result(
         self, path: Path, info: VideoInfo, indices: list[int], analysed: list[FrameFaces]
@@ -345,21 +477,44 @@ class Detector:
         )
 
     def predict_items(self, items: Iterable[Input]) -> Iterator[MediaResult]:
-        """Results for discovered inputs, in order; images are batched ``batch_size`` at a time."""
-        images: list[Path] = []
-        for item in items:
-            if item.kind == "image":
-                images.append(item.path)
-                if len(images) >= self.batch_size:
-                    yield from self._predict_images(images)
+        """Results for discovered inputs, in order; images are batched ``batch_size`` at a time.
+
+        Image decoding runs in a thread pool one batch ahead of scoring, so the decoder and
+        the model work at the same time; at most two batches are in memory.
+        """
+        workers = max(1, min(os.cpu_count() or 1, 8))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mesonet-decode")
+        ahead: deque[tuple[list[Path], list[Future]]] = deque()
+        load = self._guarded(self._load_image)
+
+        def submit(paths: list[Path]) -> None:
+            ahead.append((paths, [pool.submit(load, p) for p in paths]))
+
+        def finish(keep: int) -> Iterator[MediaResult]:
+            while len(ahead) > keep:
+                paths, futures = ahead.popleft()
+                yield from self._predict_images(paths, [f.result() for f in futures])
+
+        try:
+            images: list[Path] = []
+            for item in items:
+                if item.kind == "image":
+                    images.append(item.path)
+                    if len(images) >= self.batch_size:
+                        submit(images)
+                        images = []
+                        yield from finish(keep=1)
+                    continue
+                if images:
+                    submit(images)
                     images = []
-                continue
+                yield from finish(keep=0)
+                yield self.predict(item.path, item.kind)
             if images:
-                yield from self._predict_images(images)
-                images = []
-            yield self.predict(item.path, item.kind)
-        if images:
-            yield from self._predict_images(images)
+                submit(images)
+            yield from finish(keep=0)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def predict_many(
         self,
@@ -370,3 +525,88 @@ class Detector:
     ) -> Iterator[MediaResult]:
         """Results for every media file named by ``paths`` (files or folders), as they finish."""
         yield from self.predict_items(discover(paths, recursive=recursive, limits=limits))
+
+
+def interpolate_faces(before: list[Face], after: list[Face], weight: float) -> list[Face]:
+    """Faces on a frame between two detections, ``weight`` of the way from ``before``.
+
+    Faces are matched across the two detections as tracks are (box overlap, then centre
+    distance); a matched pair is interpolated linearly (box and landmarks; the lower
+    confidence), an unmatched face is kept on the frames nearer its own detection.
+    """
+    if not before and not after:
+        return []
+    ids_before, ids_after = assign_tracks([before, after], max_gap=0)
+    partner = {i: face for i, face in zip(ids_after, after, strict=True)}
+    out = []
+    for track, face in zip(ids_before, before, strict=True):
+        other = partner.pop(track, None)
+        if other is None:
+            if weight < 0.5:
+                out.append(face)
+            continue
+        box = tuple(a + (b - a) * weight for a, b in zip(face.box, other.box, strict=True))
+        landmarks = face.landmarks
+        if len(face.landmarks) == len(other.landmarks):
+            landmarks = tuple(
+                (ax + (bx - ax) * weight, ay + (by - ay) * weight)
+                for (ax, ay), (bx, by) in zip(face.landmarks, other.landmarks, strict=True)
+            )
+        out.append(Face(box, landmarks, min(face.confidence, other.confidence)))
+    if weight >= 0.5:
+        out.extend(partner.values())
+    out.sort(key=lambda face: face.confidence, reverse=True)
+    return out
+
+
+_DONE = object()
+
+
+def _prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Run ``iterator`` in a background thread, ``depth`` items ahead of the consumer.
+
+    Video decoding (FFmpeg, GIL released) then overlaps face detection and scoring. An
+    exception in the producer is re-raised in the consumer; closing the returned generator
+    (or dropping it) stops the producer.
+    """
+    items: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            outcome: Any = _DONE
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            outcome = exc
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        while not stop.is_set():
+            try:
+                items.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=produce, name="mesonet-video-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

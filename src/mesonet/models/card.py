@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +46,50 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
+        """Parse a card written by :meth:`to_json`, checking every field's type and range.
+
+        Raises ``json.JSONDecodeError`` when ``text`` is not JSON and ``ValueError`` saying
+        which field is wrong otherwise; unknown keys are ignored (newer cards).
+        """
         data = json.loads(text)
+        if not isinstance(data, dict):
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+            raise ValueError(f"it is {kind.get(type(data), 'a number')}, not a JSON object")
+        missing = [key for key in ("name", "arch") if key not in data]
+        if missing:
+            raise ValueError(f"it has no {' or '.join(missing)}")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        card = cls(**{k: v for k, v in data.items() if k in known})
+        card.check()
+        return card
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first field of a wrong type or out of range."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "threshold":
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                if not (number and math.isfinite(value) and 0.0 <= value <= 1.0):
+                    raise ValueError(f"threshold must be a number from 0 to 1, not {value!r}")
+            elif f.name == "input_size":
+                if not (type(value) is int and value > 0):
+                    raise ValueError(f"input_size must be a positive integer, not {value!r}")
+            elif f.name in ("training", "metrics"):
+                if not isinstance(value, dict):
+                    raise ValueError(f"{f.name} must be an object, not {type(value).__name__}")
+            elif not isinstance(value, str):
+                raise ValueError(f"{f.name} must be a string, not {type(value).__name__}")
+            elif not value.isascii():
+                try:  # JSON can spell lone surrogates, which no output can write
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(f"{f.name} is not valid Unicode text") from None
+        if not self.name.strip():
+            raise ValueError("name is empty")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(
+                f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}"
+            )
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:

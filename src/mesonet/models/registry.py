@@ -6,6 +6,7 @@ in the file's metadata; names have the form ``architecture.tag`` (``meso4.dfdc``
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -92,8 +93,10 @@ def read_card(path: str | Path) -> ModelCard:
         raise ModelError(f"{path}: weights file has no model card in its metadata")
     try:
         return ModelCard.from_json(metadata[CARD_KEY])
-    except (ValueError, TypeError) as exc:
+    except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: model card is not valid JSON ({exc})") from None
+    except (ValueError, TypeError) as exc:
+        raise ModelError(f"{path}: invalid model card: {exc}") from None
 
 
 def resolve_model_path(name_or_path: str | Path | None) -> Path:
@@ -133,6 +136,11 @@ def load_model(name_or_path: str | Path | None = None, *, verify: bool = True) -
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{path}: cannot read weights ({exc})") from None
+    if card.arch not in ARCHITECTURES:
+        raise ModelError(
+            f"{path}: model card names an unknown architecture {card.arch!r} "
+            f"(known: {', '.join(ARCHITECTURES)})"
+        )
     model = create_model(card.arch)
     _check_state(model, state, path)
     if verify and card.weights_sha256 and tensors_sha256(state) != card.weights_sha256:

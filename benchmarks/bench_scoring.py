@@ -1,0 +1,215 @@
+"""Face scoring throughput of every backend, against eager PyTorch and the authors' Keras.
+
+Each row scores the same batch of uint8 RGB 256 x 256 crops (what the face cropper makes;
+the conversion to float is part of the timed work) and reports the median faces per second
+of ``--repeats`` runs, its ratio to eager PyTorch and to Keras measured in the same run, and
+the largest difference from eager PyTorch's probabilities. ``--auc`` also scores the 2,000
+crops of dfdc-faces/test with each backend and reports ROC AUC (the gate for reduced
+precision: it must move by less than 0.002).
+
+    python benchmarks/bench_scoring.py                      # Meso-4, batch 64
+    python benchmarks/bench_scoring.py --arch both --auc --compile
+
+The Keras row runs the authors' architecture under a separate Python with tensorflow-cpu
+(``MESONET_TF_PYTHON``, default /work/tfenv/bin/python); it is skipped when that is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _speed import (  # noqa: E402
+    DFDC,
+    REPO,
+    TF_PYTHON,
+    CpuWatch,
+    load_bench_model,
+    machine_note,
+    ratio,
+    table,
+    timed,
+)
+
+from mesonet.backends import available_backends, create_scorer  # noqa: E402
+
+TARGET = 400.0  # faces/s for Meso-4 on 2 cores (issue 6)
+
+
+def keras_rate(arch: str, batch: int, repeats: int) -> float | None:
+    """Faces/s of the authors' Keras model (a subprocess), or None without TensorFlow."""
+    if not TF_PYTHON.is_file():
+        return None
+    command = [str(TF_PYTHON), str(REPO / "benchmarks" / "keras_baseline.py"), "--arch", arch]
+    command += ["--batch", str(batch), "--repeats", str(repeats)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+        return float(json.loads(done.stdout.strip().splitlines()[-1])["faces_per_s"])
+    except (subprocess.SubprocessError, OSError, ValueError, KeyError, IndexError) as exc:
+        print(f"(Keras baseline failed: {exc})", file=sys.stderr)
+        return None
+
+
+def eager_fn(model: torch.nn.Module, crops: np.ndarray, channels_last: bool):
+    """Eager PyTorch on uint8 crops: NCHW as written, or channels-last (the old Detector)."""
+    model = model.eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def run() -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
+            x = x.contiguous(
+                memory_format=torch.channels_last if channels_last else torch.contiguous_format
+            )
+            return model(x).numpy()
+
+    return run
+
+
+def compiled_fn(model: torch.nn.Module, crops: np.ndarray):
+    from mesonet.backends import fold_batchnorm
+
+    folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    compiled = torch.compile(folded)
+
+    def run() -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
+            return compiled(x.contiguous(memory_format=torch.channels_last)).numpy()
+
+    return run
+
+
+def dfdc_test() -> tuple[np.ndarray, np.ndarray] | None:
+    """(uint8 crops, labels) of dfdc-faces/test, as ``--faces none`` prepares them."""
+    folder = DFDC / "test"
+    if not folder.is_dir():
+        return None
+    from mesonet.faces import crop_whole
+    from mesonet.media import read_image
+
+    paths = [(p, 0) for p in sorted((folder / "real").glob("*.jpg"))]
+    paths += [(p, 1) for p in sorted((folder / "fake").glob("*.jpg"))]
+    crops = np.stack([crop_whole(read_image(p), 256, "auto") for p, _ in paths])
+    return crops, np.array([label for _, label in paths])
+
+
+def bench_arch(arch: str, args: argparse.Namespace) -> None:
+    model, described = load_bench_model(arch, args.model if arch == args.model_arch else None)
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, size=(args.batch, 256, 256, 3), dtype=np.uint8)
+    reference = eager_fn(model, crops, channels_last=False)()
+
+    runs: list[tuple[str, object, bool]] = [
+        ("eager PyTorch (NCHW): baseline", eager_fn(model, crops, False), True),
+        ("eager PyTorch, channels-last (Detector before)", eager_fn(model, crops, True), True),
+    ]
+    setup: dict[str, float] = {}
+    if args.compile:
+        start = time.perf_counter()
+        fn = compiled_fn(model, crops)
+        fn()
+        setup["torch.compile (folded, channels-last)"] = time.perf_counter() - start
+        runs.append(("torch.compile (folded, channels-last)", fn, True))
+    scorers = {}
+    for backend in available_backends():
+        start = time.perf_counter()
+        scorer = create_scorer(model, backend, batch_size=args.batch, threads=args.threads)
+        scorer(crops)
+        label = f"backend {backend}" + (" (not exact)" if backend.endswith("bf16") else "")
+        setup[label] = time.perf_counter() - start
+        scorers[backend] = scorer
+        runs.append((label, lambda s=scorer: s(crops), not backend.endswith("bf16")))
+
+    keras = None if args.no_keras else keras_rate(arch, args.batch, args.repeats)
+    results = []
+    for label, fn, exact in runs:
+        rate = timed(fn, args.batch, repeats=args.repeats)
+        diff = float(np.abs(fn() - reference).max())
+        results.append((label, rate, diff, exact))
+    base = results[0][1]
+    rows = []
+    if keras is not None:
+        rows.append(("Keras (authors' code, TensorFlow)", keras, ratio(keras, base), "1.00x", "-"))
+    for label, rate, diff, _ in results:
+        extra = f" [setup {setup[label]:.1f} s]" if label in setup else ""
+        rows.append((label + extra, rate, ratio(rate, base), ratio(rate, keras), f"{diff:.1e}"))
+    print()
+    print(
+        table(
+            f"{arch}: faces/s, batch {args.batch}, uint8 crops in (weights: {described})",
+            ("engine", "faces/s", "vs eager", "vs Keras", "max |diff|"),
+            rows,
+        )
+    )
+    best = max((r for r in results if r[3]), key=lambda r: r[1])
+    if arch == "meso4":
+        verdict = "met" if best[1] >= TARGET else "NOT met"
+        print(
+            f"target 1 ({TARGET:.0f} faces/s, Meso-4): {verdict} by {best[0]} "
+            f"({best[1]:.0f} faces/s, {best[1] / TARGET:.2f}x target)"
+        )
+    if args.auc:
+        auc_table(model, scorers, described, arch)
+
+
+def auc_table(model: torch.nn.Module, scorers: dict, described: str, arch: str) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    data = dfdc_test()
+    if data is None:
+        print("(dfdc-faces/test not present: AUC check skipped)")
+        return
+    crops, labels = data
+    reference = eager_fn(model, crops, channels_last=False)()
+    base_auc = roc_auc_score(labels, reference)
+    rows = [("eager PyTorch fp32", base_auc, "0", "-")]
+    for name, scorer in scorers.items():
+        scores = scorer(crops)
+        auc = roc_auc_score(labels, scores)
+        diff = float(np.abs(scores - reference).max())
+        rows.append((f"backend {name}", auc, f"{auc - base_auc:+.5f}", f"{diff:.1e}"))
+    print(
+        table(
+            f"{arch}: dfdc-faces/test ROC AUC ({len(labels)} crops; weights: {described})",
+            ("engine", "AUC", "delta", "max |diff|"),
+            [(r[0], f"{r[1]:.5f}", r[2], r[3]) for r in rows],
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="meso4", choices=("meso4", "mesoinception4", "both"))
+    parser.add_argument("--model", help="weights to use (bundled name or .safetensors)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="default: every core")
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile row (slow)")
+    parser.add_argument("--no-keras", action="store_true", help="skip the Keras baseline")
+    parser.add_argument("--auc", action="store_true", help="AUC of each backend on dfdc test")
+    args = parser.parse_args()
+    args.model_arch = None
+    if args.model:
+        from mesonet.models.registry import read_card, resolve_model_path
+
+        args.model_arch = read_card(resolve_model_path(args.model)).arch
+    print(machine_note())
+    watch = CpuWatch()
+    archs = ("meso4", "mesoinception4") if args.arch == "both" else (args.arch,)
+    for arch in archs:
+        bench_arch(arch, args)
+    print(watch.note())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Scanning a whole media collection into one results file: resumable, locally or on Ray.
+
+::
+
+    from mesonet.scan import scan
+    summary = scan("collection/", "results.jsonl", recursive=True, faces="none")
+    summary = scan("files.csv", "results.parquet", engine="ray", address="auto", workers=8)
+
+The output holds one record per input (DESIGN.md's schema), appended and flushed as work
+finishes; a rerun skips the inputs it already holds, so an interrupted scan resumes where
+it stopped and a finished one is left as it is. The local engine never imports Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mesonet.errors import MesonetError
+from mesonet.scan.analyse import DetectorSpec, analyse
+from mesonet.scan.sources import list_source, pending, read_manifest, record_path, work_units
+from mesonet.scan.writers import (
+    existing_records,
+    open_writer,
+    output_format,
+    read_records,
+)
+
+__all__ = [
+    "ENGINES",
+    "DetectorSpec",
+    "ScanSummary",
+    "analyse",
+    "list_source",
+    "read_manifest",
+    "read_records",
+    "scan",
+]
+
+ENGINES = ("local", "ray")
+
+Progress = Callable[[int, int], None]
+"""Called with (records written by this run, inputs this run has to analyse)."""
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did."""
+
+    output: Path
+    engine: str
+    listed: int  # inputs in the source
+    skipped: int  # inputs that already had a record in the output
+    written: int  # records this run wrote
+    statuses: dict[str, int] = field(default_factory=dict)  # this run's records by status
+    failed: int = 0  # inputs of the source whose record (old or new) is an error
+    lost: list[str] = field(default_factory=list)  # inputs left without a record: rerun
+    seconds: float = 0.0
+
+    @property
+    def files_per_s(self) -> float:
+        """Records written per second of this run."""
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+
+def scan(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    engine: str = "local",
+    model: str | os.PathLike[str] | None = None,
+    recursive: bool = False,
+    root: str | os.PathLike[str] | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    **detector_options: Any,
+) -> ScanSummary:
+    """Analyse every input of ``source`` that ``output`` has no record of yet.
+
+    Args:
+        source: a folder (media files in it; ``recursive`` descends) or a manifest: a
+            ``.csv`` with a ``path`` column, or a text file with one path a line (relative
+            paths start from ``root``, default the manifest's folder).
+        output: ``.jsonl`` or ``.parquet``; created, or resumed when it exists.
+        engine: ``"local"`` (this process) or ``"ray"`` (a Ray Data pipeline, one machine or
+            a cluster; needs ``mesonet[ray]``).
+        model: bundled model name or ``.safetensors`` path (default: the bundled default).
+        address: the Ray cluster to join (ray engine; default: start one on this machine).
+        workers: Ray actors analysing files (ray engine; default: one per cluster CPU).
+        progress: called after each write with (written, to do).
+        detector_options: passed to :class:`~mesonet.pipeline.Detector` (``faces``,
+            ``frames``, ``fps``, ``aggregate``, ``threshold``, ``batch_size``, ...).
+
+    Raises:
+        MesonetError: an unusable source, output, engine or option (before any work), or an
+            output holding another model's results.
+    """
+    if engine not in ENGINES:
+        raise MesonetError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if workers is not None and workers < 1:
+        raise MesonetError(f"workers must be at least 1, not {workers}")
+    if engine == "local" and (workers or 1) > 1:
+        raise MesonetError("workers is for the ray engine; the local engine is one process")
+    if address is not None and engine != "ray":
+        raise MesonetError("address is for the ray engine (a Ray cluster to join)")
+    output = Path(output)
+    output_format(output)
+    if "annotate_dir" in detector_options:
+        raise MesonetError("a scan writes records only; use `mesonet predict --annotate`")
+    spec = DetectorSpec.create(model, **detector_options)
+    detector = spec.build()  # checks the model and options here, before any work
+    items = list_source(source, recursive=recursive, root=root)
+    writer = open_writer(output)  # locks the output first: no other scan appends meanwhile
+    statuses: Counter[str] = Counter()
+    seen: set[str] = set()
+    try:
+        existing = existing_records(output)
+        models = {m for _, m in existing.values() if m}
+        if models - {detector.model_name}:
+            raise MesonetError(
+                f"{output} holds results of {', '.join(sorted(models))}, not of "
+                f"{detector.model_name}: scan into another output (or use that model)"
+            )
+        todo = pending(items, existing)
+        start = time.perf_counter()
+
+        def emit(records: list[dict[str, Any]]) -> None:
+            writer.write(records)
+            for record in records:
+                statuses[record["status"]] += 1
+                seen.add(record["path"])
+            if progress is not None:
+                progress(len(seen), len(todo))
+
+        if progress is not None:
+            progress(0, len(todo))
+        if engine == "ray":
+            from mesonet.scan.ray_engine import run_ray
+
+            units = list(work_units(todo, detector.batch_size))
+            run_ray(spec, units, emit, address=address, workers=workers)
+        else:
+            from mesonet.scan.local import run_local
+
+            run_local(detector, todo, emit)
+    finally:
+        writer.close()
+    earlier_errors = sum(
+        1 for item in items if existing.get(record_path(item.path), ("", ""))[0] == "error"
+    )
+    return ScanSummary(
+        output=output,
+        engine=engine,
+        listed=len(items),
+        skipped=len(items) - len(todo),
+        written=sum(statuses.values()),
+        statuses=dict(statuses),
+        failed=earlier_errors + statuses.get("error", 0),
+        lost=[path for item in todo if (path := record_path(item.path)) not in seen],
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,292 @@
+"""Hostile and broken inputs end to end: the CLI and the web service answer each one with a
+one-line error (or a result), within bounded time and memory, and carry on.
+
+The corpus is made by :mod:`hostile`; unit tests of single cases live in test_media.py,
+test_pipeline.py, test_serve.py, test_models.py and (zips) test_training.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hostile import (
+    ANY,
+    ERROR,
+    HANDLED,
+    NO_RECORD,
+    Case,
+    expected_name,
+    make_corpus,
+    png_bytes,
+    records_by_name,
+)
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from mesonet.cli import app, main
+from mesonet.models import ModelCard, create_model, load_model, save_model
+from mesonet.models.registry import CARD_KEY, read_card
+from mesonet.pipeline import Detector
+from mesonet.serve import create_app
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx`:DeprecationWarning")
+TestClient = pytest.importorskip("fastapi.testclient").TestClient
+
+CLI_SECONDS = 60  # the whole corpus through `mesonet predict`, start-up included (~4 s)
+CLI_MAX_RSS_MB = 1024  # ~320 MB in practice; the 30,000 x 30,000 bomb decoded is 2,700 MB
+REQUEST_SECONDS = 10  # any one upload of the corpus
+FAST = ["--faces", "none", "--frames", "4", "--backend", "torch"]
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "meso4.test.safetensors"
+    save_model(create_model("meso4"), path, ModelCard(name="meso4.test", arch="meso4"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict[str, Case]]:
+    root = tmp_path_factory.mktemp("hostile")
+    return root, make_corpus(root)
+
+
+def check_records(records: list[dict], root: Path | None, cases: dict[str, Case]) -> None:
+    """One record per file of the corpus, each as its case expects."""
+    by_name = records_by_name(records, root)
+    assert len(by_name) == len(records), "a file got two records"
+    wanted = {expected_name(n): c for n, c in cases.items() if c.expect != NO_RECORD}
+    assert sorted(by_name) == sorted(wanted)
+    for name, case in wanted.items():
+        record = by_name[name]
+        if case.expect == ERROR or (case.expect == ANY and record["status"] == "error"):
+            assert record["status"] == "error", (name, record)
+            message = record["error"]
+            assert message and "\n" not in message and "Traceback" not in message, name
+            assert record["fake_probability"] is None and record["label"] is None
+            for word in case.words:
+                assert word in message, (name, message)
+        else:
+            assert record["status"] == "ok", (name, record)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+# Runs the CLI as `mesonet` does, then reports the process's peak memory on stderr: VmHWM
+# (ru_maxrss would include the forking pytest process's size, kept across exec on Linux).
+PEAK_RSS_WRAPPER = """
+import atexit, resource, sys
+
+def peak_kb():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+atexit.register(lambda: print("MAXRSS_KB", peak_kb(), file=sys.stderr))
+from mesonet.cli import main
+sys.argv[0] = "mesonet"
+main()
+"""
+
+
+def test_cli_answers_every_hostile_file_with_one_record(corpus, model_path):
+    root, cases = corpus
+    command = [sys.executable, "-c", PEAK_RSS_WRAPPER, "predict", str(root), "--recursive"]
+    command += ["--format", "jsonl", "--model", str(model_path), *FAST]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict: an unencodable name would fail
+    start = time.monotonic()
+    proc = subprocess.run(command, capture_output=True, timeout=120, env=env)
+    seconds = time.monotonic() - start
+    stdout, stderr = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    records = [json.loads(line) for line in stdout.splitlines()]
+    check_records(records, root, cases)
+    failed = sum(r["status"] == "error" for r in records)
+    assert f"{failed} of {len(records)} inputs failed" in stderr
+    assert seconds < CLI_SECONDS, f"the corpus took {seconds:.0f} s"
+    peak_mb = int(stderr.split("MAXRSS_KB")[1].split()[0]) / 1024
+    assert peak_mb < CLI_MAX_RSS_MB, f"peak memory {peak_mb:.0f} MB: was a bomb decoded?"
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_every_output_format_survives_hostile_names(corpus, model_path, monkeypatch, tmp_path, fmt):
+    """Names that are not UTF-8 or that read as rich markup are written as they are."""
+    root, cases = corpus
+    monkeypatch.chdir(root)  # short relative paths
+    args = ["predict", ".", "-r", "-f", fmt, "-m", str(model_path), *FAST]
+    if fmt == "table":  # to a file, 160 columns wide: no name is folded over two lines
+        args += ["-o", str(tmp_path / "table.txt")]
+    result = CliRunner().invoke(app, args)  # its stdout is strict UTF-8
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    text = (tmp_path / "table.txt").read_text("utf-8") if fmt == "table" else result.stdout
+    if fmt == "json":
+        check_records(json.loads(text), None, cases)
+        return
+    assert "caf\\xe9-latin1.png" in text and "broken-\\xff\\xfe.jpg" in text
+    if fmt == "csv":
+        assert len(text.splitlines()) == 1 + sum(c.expect != NO_RECORD for c in cases.values())
+    else:
+        assert "[/]markup.png" in text and "broken symbolic link" in text
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(corpus, model_path):
+    root, cases = corpus
+    if "fifo.jpg" not in cases:
+        pytest.skip("no FIFOs on this platform")
+    detector = Detector(model_path, faces="none", backend="torch")
+    start = time.monotonic()
+    result = detector.predict(root / "fifo.jpg")
+    assert time.monotonic() - start < 5
+    assert result.status == "error" and "not a regular file" in result.error
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def multipart(filename: bytes, data: bytes) -> tuple[bytes, dict[str, str]]:
+    """A one-file multipart body with the file name as raw bytes (not necessarily UTF-8)."""
+    boundary = b"hostile-boundary-7c1e"
+    body = (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
+        b"--" + boundary + b"--\r\n"
+    )
+    return body, {"content-type": "multipart/form-data; boundary=" + boundary.decode()}
+
+
+def test_api_answers_every_hostile_upload_with_json(corpus, model_path, tmp_path):
+    root, cases = corpus
+    uploads = tmp_path / "uploads"
+    model = load_model(model_path)
+
+    def factory() -> Detector:
+        return Detector(model, faces="none", frames=4, backend="torch")
+
+    with TestClient(create_app(detector_factory=factory, tmp_dir=uploads)) as client:
+        for name, case in cases.items():
+            if not case.upload:
+                continue
+            raw = os.fsencode(name)
+            body, headers = multipart(raw.rsplit(b"/", 1)[-1], (root / name).read_bytes())
+            start = time.monotonic()
+            response = client.post("/api/v1/detect", content=body, headers=headers)
+            assert time.monotonic() - start < REQUEST_SECONDS, name
+            assert response.headers["content-type"].startswith("application/json"), name
+            payload = response.json()
+            if case.expect == HANDLED or (case.expect == ANY and response.status_code == 200):
+                assert response.status_code == 200, (name, payload)
+                assert payload["status"] == "ok"
+                continue
+            assert response.status_code == 422, (name, response.status_code, payload)
+            assert set(payload) == {"detail"} and "\n" not in payload["detail"]
+            assert str(uploads) not in payload["detail"], "server paths leak into messages"
+            for word in case.words:
+                assert word in payload["detail"], (name, payload)
+        # ... and the service still works.
+        good = client.post("/api/v1/detect", files={"file": ("good.png", png_bytes())})
+        assert good.status_code == 200 and good.json()["status"] == "ok"
+    assert list(uploads.iterdir()) == [], "temporary upload files were left behind"
+
+
+def test_api_bomb_upload_does_not_grow_memory(corpus, model_path, tmp_path):
+    """The 900 MP PNG is refused from its header: peak memory does not move (~2.7 GB if
+    it were decoded)."""
+    root, _ = corpus
+    factory = lambda: Detector(model_path, faces="none", backend="torch")  # noqa: E731
+    with TestClient(create_app(detector_factory=factory, tmp_dir=tmp_path / "up")) as client:
+        client.post("/api/v1/detect", files={"file": ("warm.png", png_bytes())})
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(3):
+            with (root / "bomb.png").open("rb") as fh:
+                response = client.post("/api/v1/detect", files={"file": ("bomb.png", fh)})
+            assert response.status_code == 422 and "limit" in response.json()["detail"]
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _rewrite_card(path: Path, card_text: str) -> None:
+    save_file(load_file(str(path)), str(path), metadata={CARD_KEY: card_text})
+
+
+def _bad_weights(folder: Path, kind: str, good: Path) -> Path:
+    """A copy of ``good`` broken in one way."""
+    path = folder / f"{kind}.safetensors"
+    data = good.read_bytes()
+    path.write_bytes(data)
+    card = json.loads(read_card(good).to_json())
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "header-only":
+        path.write_bytes(data[:6])
+    elif kind == "huge-header":
+        path.write_bytes(struct.pack("<Q", 10**15) + b"{}")
+    elif kind == "card-not-json":
+        _rewrite_card(path, "{'name': 'meso4'")
+    elif kind == "card-not-object":
+        _rewrite_card(path, "[1, 2, 3]")
+    elif kind == "unknown-arch":
+        _rewrite_card(path, json.dumps({**card, "arch": "resnet50"}))
+    elif kind == "card-bad-unicode":  # a lone surrogate: no record could be written
+        _rewrite_card(path, json.dumps({**card, "name": "meso4.\udcff"}))
+    elif kind == "bad-threshold":
+        _rewrite_card(path, json.dumps({**card, "threshold": "high"}))
+    elif kind == "checksum":
+        state = load_file(str(path))
+        state["head.4.bias"] += 1.0
+        save_file(state, str(path), metadata={CARD_KEY: json.dumps(card)})
+    elif kind == "missing-tensor":
+        state = load_file(str(path))
+        del state["head.4.bias"]
+        save_file(state, str(path), metadata={CARD_KEY: json.dumps(card)})
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("truncated", "not a readable safetensors"),
+        ("header-only", "not a readable safetensors"),
+        ("huge-header", "not a readable safetensors"),
+        ("card-not-json", "model card is not valid JSON"),
+        ("card-not-object", "invalid model card: it is an array"),
+        ("unknown-arch", "unknown architecture 'resnet50'"),
+        ("bad-threshold", "threshold must be a number from 0 to 1"),
+        ("card-bad-unicode", "name is not valid Unicode"),
+        ("checksum", "sha256"),
+        ("missing-tensor", "missing tensors: head.4.bias"),
+    ],
+)
+def test_cli_bad_weights_one_line_exit_2(
+    kind, words, model_path, corpus, tmp_path, monkeypatch, capsys
+):
+    root, _ = corpus
+    weights = _bad_weights(tmp_path, kind, model_path)
+    argv = ["mesonet", "predict", str(root / "good.png"), "--model", str(weights), *FAST]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: ") and str(weights) in lines[0], lines[0]
+    assert words in lines[0], lines[0]
+    assert captured.out == ""
