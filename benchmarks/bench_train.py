@@ -5,8 +5,10 @@
    (``precision = "bf16"``), and with ``--compile`` the same under ``torch.compile``.
 2. ``mesonet.training.train`` itself for one epoch on ``--images`` crops of
    ../shared/datasets/dfdc-faces (cached, ``standard`` augmentation, workers 0, as
-   configs/dfdc-meso4.toml), fp32 and bf16: the ``images_per_s`` its log reports (training
-   phase only; decoding the cache and validation excluded).
+   configs/dfdc-meso4.toml), fp32 and bf16 (and with ``--compile`` bf16 with the model's
+   ``logits`` under ``torch.compile``, a prototype of a training option): the
+   ``images_per_s`` its log reports (training phase only; decoding the cache and validation
+   excluded; compiling included).
 
 Target: at least 100 images/s.
 
@@ -83,11 +85,25 @@ def step_rate(
     return steps * BATCH / (time.perf_counter() - start), warmup
 
 
-def loop_rate(images: int, precision: str) -> float | None:
-    """images/s of one epoch of ``mesonet.training.train`` on dfdc-faces (None without it)."""
+def loop_rate(images: int, precision: str, compile_: bool = False) -> float | None:
+    """images/s of one epoch of ``mesonet.training.train`` on dfdc-faces (None without it).
+
+    ``compile_`` prototypes a ``compile`` training option: the model's ``logits`` replaced by
+    ``torch.compile(model.logits)`` (an instance attribute: weights and checkpoints unchanged).
+    """
     if not (DFDC / "train").is_dir():
         return None
-    from mesonet.training import TrainConfig, train
+    from mesonet.training import TrainConfig, loop, train
+
+    if compile_:
+        original = loop.initial_model
+
+        def compiled_model(config):
+            model = original(config)
+            model.logits = torch.compile(model.logits)
+            return model
+
+        loop.initial_model = compiled_model
 
     config = TrainConfig(
         arch="meso4",
@@ -102,8 +118,12 @@ def loop_rate(images: int, precision: str) -> float | None:
         max_val=BATCH,
         seed=0,
     )
-    with tempfile.TemporaryDirectory(prefix="mesonet-bench-train-") as out:
-        result = train(DFDC, Path(out) / "run", config)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mesonet-bench-train-") as out:
+            result = train(DFDC, Path(out) / "run", config)
+    finally:
+        if compile_:
+            loop.initial_model = original
     return float(result.history[-1]["images_per_s"])
 
 
@@ -143,13 +163,17 @@ def main() -> None:
         print(watch.note())
         return
     rows = []
-    for precision in ("fp32", "bf16"):
-        rate = loop_rate(args.images, precision)
+    loops = [("fp32", False), ("bf16", False)]
+    if args.compile:
+        loops += [("bf16", True)]
+    for precision, compile_ in loops:
+        rate = loop_rate(args.images, precision, compile_)
         if rate is None:
             print("(dfdc-faces not present: loop part skipped)")
             break
         verdict = "met" if rate >= TARGET else "NOT met"
-        rows.append((f"mesonet.training.train, {precision}", rate, ratio(rate, base), verdict))
+        label = f"mesonet.training.train, {precision}" + (" + torch.compile" if compile_ else "")
+        rows.append((label, rate, ratio(rate, base), verdict))
     print()
     header = ("training loop (augment standard, cache)", "images/s", "vs step baseline", ">= 100")
     print(table(f"meso4: one epoch of {args.images} dfdc-faces crops", header, rows))

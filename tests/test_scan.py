@@ -189,7 +189,7 @@ def test_manifests_txt_and_csv(collection, served_model, tmp_path):
     _assert_same(csv_records, [r for p, r in records.items() if not p.endswith("missing.jpg")])
     # without --root, paths start from the manifest's folder: not found there, error records
     result = _run("scan", table, "-o", tmp_path / "x.jsonl", "-m", served_model, "--faces", "none")
-    assert result.exit_code == 1 and "files/s: 8 error" in result.output
+    assert result.exit_code == 1 and ": 8 error" in result.output
 
 
 def test_parquet_round_trip_and_resume(baseline, collection, served_model, tmp_path):

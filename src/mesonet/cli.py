@@ -475,6 +475,11 @@ def scan_command(
     out.print(
         f"{summary.written} of {summary.listed} inputs analysed ({summary.skipped} already in "
         f"{summary.output}) in {summary.seconds:.1f} s, {summary.files_per_s:.1f} files/s"
+        + (
+            f" (first after {summary.first_record_s:.1f} s)"
+            if summary.first_record_s is not None
+            else ""
+        )
         + (f": {counts}" if counts else ""),
         highlight=False,
         soft_wrap=True,

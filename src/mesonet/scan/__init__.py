@@ -61,6 +61,7 @@ class ScanSummary:
     failed: int = 0  # inputs of the source whose record (old or new) is an error
     lost: list[str] = field(default_factory=list)  # inputs left without a record: rerun
     seconds: float = 0.0
+    first_record_s: float | None = None  # start-up: seconds until the first record arrived
 
     @property
     def files_per_s(self) -> float:
@@ -119,6 +120,7 @@ def scan(
     writer = open_writer(output)  # locks the output first: no other scan appends meanwhile
     statuses: Counter[str] = Counter()
     seen: set[str] = set()
+    first: list[float] = []  # when the first record arrived
     try:
         existing = existing_records(output)
         models = {m for _, m in existing.values() if m}
@@ -131,6 +133,8 @@ def scan(
         start = time.perf_counter()
 
         def emit(records: list[dict[str, Any]]) -> None:
+            if not first:
+                first.append(time.perf_counter())
             writer.write(records)
             for record in records:
                 statuses[record["status"]] += 1
@@ -164,4 +168,5 @@ def scan(
         failed=earlier_errors + statuses.get("error", 0),
         lost=[path for item in todo if (path := record_path(item.path)) not in seen],
         seconds=time.perf_counter() - start,
+        first_record_s=first[0] - start if first else None,
     )

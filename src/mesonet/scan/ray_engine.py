@@ -32,8 +32,6 @@ from mesonet.errors import MesonetError
 from mesonet.inputs import Input
 from mesonet.scan.analyse import DetectorSpec, analyse
 
-log = logging.getLogger(__name__)
-
 RAY_HINT = "the ray engine needs Ray: pip install 'mesonet[ray]'"
 TASK_RETRIES = 3
 """Retries of a unit whose actor died (OOM, a decoder crash); then its files are reported
