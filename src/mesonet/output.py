@@ -49,7 +49,9 @@ def _summary_table(results: list[MediaResult], threshold: float) -> Table:
                 more = f" +{len(r.segments) - 3}" if len(r.segments) > 3 else ""
                 detail += f"; flagged {spans}{more}"
         tracks = {f.track for f in r.faces} if r.kind == "video" else None
-        faces = f"{len(tracks)} tracks" if tracks else str(len(r.faces))
+        faces = str(len(r.faces))
+        if tracks:
+            faces = f"{len(tracks)} track" + ("" if len(tracks) == 1 else "s")
         # file names and messages are shown as they are, never read as rich markup
         table.add_row(
             Text(safe_text(r.path)), r.kind or "?", verdict, p, faces, Text(safe_text(detail))
