@@ -51,6 +51,12 @@ class Analyser:
     """A Ray Data actor: builds its Detector once, then analyses one unit per call."""
 
     def __init__(self, spec: DetectorSpec) -> None:
+        import cv2
+
+        # OpenCV (decoding, face detection) would use every core of the node from each
+        # actor; keep it to the actor's share (Ray sets OMP_NUM_THREADS to it), as torch
+        # and the scoring backends do.
+        cv2.setNumThreads(int(os.environ.get("OMP_NUM_THREADS") or 0))
         self.detector = spec.build()
 
     def __call__(self, batch: Any) -> Any:
