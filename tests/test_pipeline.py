@@ -274,3 +274,13 @@ def test_authors_model_on_their_test_images(keras_weights, keras_images, tmp_pat
     for r in results:
         assert r.status == "ok"
         assert r.label == ("fake" if "/df/" in r.path else "real"), r.path
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "scan"])
+def test_cli_help_shows_what_defaults_mean(command):
+    """Help text is shown whole: no phrase lost to rich markup (square brackets)."""
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "(default: the bundled default model)" in text
+    assert "(default: the model card's threshold)" in text

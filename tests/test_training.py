@@ -24,6 +24,7 @@ from mesonet.training import (
     DatasetError,
     TrainConfig,
     TrainingError,
+    TrainReporter,
     build_augment,
     extract_zip,
     find_dataset,
@@ -251,6 +252,45 @@ def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=0, atol=1e-6, msg=key)
     assert [r["epoch"] for r in b["history"]] == [1, 2]
+
+
+def test_compiled_training_saves_plain_weights(tiny_data: Path, tmp_path: Path) -> None:
+    """--compile trains the same model: plain state_dict keys, saved weights load and agree."""
+    config = TrainConfig(epochs=3, compile=True, **TINY)
+    messages: list[str] = []
+
+    class Reporter(TrainReporter):
+        def message(self, text: str) -> None:
+            messages.append(text)
+
+    result = train(tiny_data, tmp_path / "run", config, reporter=Reporter())
+    assert any(m.startswith("torch.compile:") for m in messages), messages
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < losses[0], losses
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["config"]["compile"] is True
+    assert set(ckpt["model"]) == set(initial_model(TrainConfig()).state_dict())
+    plain = load_model(tmp_path / "run" / "best.safetensors")
+    assert plain.card.training["config"]["compile"] is True
+
+
+def test_compile_falls_back_to_eager_without_a_compiler(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    messages: list[str] = []
+
+    class Reporter(TrainReporter):
+        def message(self, text: str) -> None:
+            messages.append(text)
+
+    config = TrainConfig(epochs=1, compile=True, **TINY)
+    result = train(tiny_data, tmp_path / "run", config, reporter=Reporter())
+    assert result.best_path is not None
+    assert any("not available here (InvalidCxxCompiler" in m for m in messages), messages
 
 
 def test_init_from_the_authors_weights(keras_weights: Path) -> None:
