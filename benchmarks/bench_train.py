@@ -168,7 +168,7 @@ def main() -> None:
         "vs step baseline",
         ">= 100",
     )
-    print(table(f"meso4: one epoch of {args.images} dfdc-faces crops", header, rows))
+    print(table(f"meso4: two epochs of {args.images} dfdc-faces crops", header, rows))
     print(watch.note())
 
 
