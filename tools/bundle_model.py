@@ -62,16 +62,29 @@ def main() -> None:
     )
     parser.add_argument("--name", required=True, help="bundled name, architecture.tag")
     parser.add_argument("--only", nargs="*", default=[], help="measure only these sets")
+    parser.add_argument(
+        "--command",
+        help="the training command(s) to record, where the run's own is not the whole story "
+        "(a resumed run: both commands)",
+    )
+    parser.add_argument(
+        "--notes",
+        type=Path,
+        help="a Markdown file: what was tried and its measured effect, added to the .md card",
+    )
     args = parser.parse_args()
     model = load_model(args.model)
     card = model.card
+    if args.command:
+        card.training["command"] = args.command
+    notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
     measured = measure(args.model, args.name, args.only)
     card.name = args.name
     validation = card.metrics.get("validation", card.metrics)  # re-bundling keeps it once
     card.metrics = {"validation": validation, **measured}
     out = WEIGHTS / f"{args.name}.safetensors"
     card = save_model(model, out, card)
-    (WEIGHTS / f"{args.name}.md").write_text(markdown_card(card), encoding="utf-8")
+    (WEIGHTS / f"{args.name}.md").write_text(markdown_card(card, notes), encoding="utf-8")
     print(json.dumps(measured, indent=2))
     print(f"wrote {out} and its model card {out.with_suffix('.md')}")
 
@@ -80,7 +93,7 @@ def _f(value) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def markdown_card(card) -> str:
+def markdown_card(card, notes: str = "") -> str:
     """The human-readable model card: the same facts as the JSON card in the weights file."""
     t = card.training
     rows = [
@@ -101,8 +114,10 @@ def markdown_card(card) -> str:
             f"- Output: {card.label_convention}; label fake when p >= {card.threshold:.4f} "
             f"(chosen on the validation split by the `{t.get('threshold_rule', '')}` rule).",
             f"- Training data: {t.get('data', '')}; split: {t.get('split', '')}.",
-            f"- Initialisation: {t.get('init', '')} (transfer learning from the authors' "
-            "Apache-2.0 weights).",
+            f"- Initialisation: {t.get('init')} (transfer learning from the authors' "
+            "Apache-2.0 weights)."
+            if t.get("init")
+            else "- Initialisation: random (seeded), no pretrained weights.",
             f"- Command: `{t.get('command', '')}` (seed {t.get('seed')}, best epoch "
             f"{t.get('epochs')} of {t.get('max_epochs')}).",
             f"- Licence: {card.license}. Weights sha256 (tensors): `{card.weights_sha256}`.",
@@ -117,6 +132,7 @@ def markdown_card(card) -> str:
             "which runs the commands shown. dfdc-faces test was never used for training or "
             "tuning; mesonet-deepfake-val and ffpp-c40-videos are other datasets entirely.",
             "",
+            *([notes, ""] if notes else []),
             "## Limitations",
             "",
             "A 28k-parameter network: it is fast and small, not state of the art. Scores are "
