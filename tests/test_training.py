@@ -264,6 +264,8 @@ def test_compiled_training_saves_plain_weights(tiny_data: Path, tmp_path: Path) 
             messages.append(text)
 
     result = train(tiny_data, tmp_path / "run", config, reporter=Reporter())
+    if any("torch.compile is not available here" in m for m in messages):
+        pytest.skip("no C++ compiler for torch.compile here (the fallback has its own test)")
     assert any(m.startswith("torch.compile:") for m in messages), messages
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0], losses
