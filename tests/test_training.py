@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from mesonet.cli import app
-from mesonet.models import load_model
+from mesonet.models import ModelCard, load_model, save_model
 from mesonet.training import (
     DatasetError,
     TrainConfig,
@@ -256,7 +256,9 @@ def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
 
 def test_compiled_training_saves_plain_weights(tiny_data: Path, tmp_path: Path) -> None:
     """--compile trains the same model: plain state_dict keys, saved weights load and agree."""
-    config = TrainConfig(epochs=3, compile=True, **TINY)
+    init = tmp_path / "init.safetensors"
+    save_model(initial_model(TrainConfig()), init, ModelCard(name="meso4.init", arch="meso4"))
+    config = TrainConfig(epochs=3, compile=True, init=str(init), **TINY)
     messages: list[str] = []
 
     class Reporter(TrainReporter):
@@ -267,7 +269,8 @@ def test_compiled_training_saves_plain_weights(tiny_data: Path, tmp_path: Path) 
     if any("torch.compile is not available here" in m for m in messages):
         pytest.skip("no C++ compiler for torch.compile here (the fallback has its own test)")
     assert any(m.startswith("torch.compile:") for m in messages), messages
-    losses = [row["train_loss"] for row in result.history]
+    assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]  # 0: the initial weights
+    losses = [row["train_loss"] for row in result.history[1:]]
     assert losses[-1] < losses[0], losses
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["config"]["compile"] is True

@@ -477,8 +477,6 @@ def _run(
         history = list(ckpt["history"])
         _set_rng_state(ckpt["rng"])
         reporter.message(f"resuming after epoch {start_epoch} (best val AUC {best_auc:.4f})")
-    if config.compile:
-        compile_model(model, reporter)
     elif config.init:
         reporter.phase_start("val", len(val_ds), 0)
         y, z = predict(model, val_loader, config.precision, reporter)
@@ -496,6 +494,8 @@ def _run(
         history.append(row)
         reporter.epoch_end(row)
     _write_jsonl(out_dir / LOG, history)
+    if config.compile:
+        compile_model(model, reporter)
 
     stopped_early = bad_epochs >= config.patience > 0
     done = start_epoch
