@@ -279,6 +279,16 @@ def test_compiled_training_saves_plain_weights(tiny_data: Path, tmp_path: Path) 
     assert plain.card.training["config"]["compile"] is True
 
 
+def test_fine_tuned_weights_inherit_the_licence(tiny_data: Path, tmp_path: Path) -> None:
+    init = tmp_path / "init.safetensors"
+    card = ModelCard(name="meso4.init", arch="meso4", license="Apache-2.0 (test)")
+    save_model(initial_model(TrainConfig()), init, card)
+    result = train(tiny_data, tmp_path / "run", TrainConfig(epochs=1, init=str(init), **TINY))
+    tuned = load_model(result.best_path).card
+    assert tuned.license == "Apache-2.0 (test)"
+    assert str(init) in tuned.description
+
+
 def test_compile_falls_back_to_eager_without_a_compiler(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

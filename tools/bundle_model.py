@@ -20,6 +20,7 @@ from pathlib import Path
 from mesonet.evaluation.runner import evaluate
 from mesonet.models import load_model, save_model
 from mesonet.pipeline import Detector
+from mesonet.training.loop import inherited_license
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path("../shared")
@@ -67,6 +68,7 @@ def main() -> None:
         help="the training command(s) to record, where the run's own is not the whole story "
         "(a resumed run: both commands)",
     )
+    parser.add_argument("--description", help="the card's one-paragraph description")
     parser.add_argument(
         "--notes",
         type=Path,
@@ -77,6 +79,9 @@ def main() -> None:
     card = model.card
     if args.command:
         card.training["command"] = args.command
+    if args.description:
+        card.description = args.description
+    card.license = card.license or inherited_license(card.training.get("init", ""))
     notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
     measured = measure(args.model, args.name, args.only)
     card.name = args.name
@@ -114,8 +119,12 @@ def markdown_card(card, notes: str = "") -> str:
             f"- Output: {card.label_convention}; label fake when p >= {card.threshold:.4f} "
             f"(chosen on the validation split by the `{t.get('threshold_rule', '')}` rule).",
             f"- Training data: {t.get('data', '')}; split: {t.get('split', '')}.",
-            f"- Initialisation: {t.get('init')} (transfer learning from the authors' "
-            "Apache-2.0 weights)."
+            f"- Initialisation: {t.get('init')}"
+            + (
+                " (the authors' Apache-2.0 weights: transfer learning)."
+                if str(t.get("init")).endswith(".h5")
+                else "."
+            )
             if t.get("init")
             else "- Initialisation: random (seeded), no pretrained weights.",
             f"- Command: `{t.get('command', '')}` (seed {t.get('seed')}, best epoch "

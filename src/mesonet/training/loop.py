@@ -18,6 +18,7 @@ nothing here prints.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -349,8 +350,7 @@ def _card(
     epoch: int,
     throughput: float,
 ) -> ModelCard:
-    from_authors = config.init.lower().endswith(".h5")
-    init = Path(config.init).name if config.init else "random initialisation"
+    init = config.init or "random initialisation"
     return ModelCard(
         name=config.name or f"{config.arch}.{out_dir.name}",
         arch=config.arch,
@@ -373,8 +373,25 @@ def _card(
         },
         metrics={"split": "val", **metrics, "command": command},
         source="mesonet train",
-        license="Apache-2.0 (fine-tuned from the MesoNet authors' weights)" if from_authors else "",
+        license=inherited_license(config.init),
     )
+
+
+AUTHORS_LICENSE = "Apache-2.0 (fine-tuned from the MesoNet authors' weights)"
+
+
+@functools.lru_cache(maxsize=8)
+def inherited_license(init: str) -> str:
+    """The licence trained weights inherit from ``init``: the authors' .h5 files are
+    Apache-2.0; a .safetensors or bundled model passes its card's licence on; none: ''."""
+    if not init:
+        return ""
+    if init.lower().endswith(".h5"):
+        return AUTHORS_LICENSE
+    try:
+        return load_model(init).card.license
+    except Exception:  # noqa: BLE001 - training already loaded it; a card is not worth failing for
+        return ""
 
 
 # --------------------------------------------------------------------------- the loop
