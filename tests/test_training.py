@@ -254,21 +254,26 @@ def test_resume_continues_exactly(tiny_data: Path, tmp_path: Path) -> None:
     assert [r["epoch"] for r in b["history"]] == [1, 2]
 
 
+class RecordingReporter(TrainReporter):
+    """Keeps the loop's one-line messages."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+
 def test_compiled_training_saves_plain_weights(tiny_data: Path, tmp_path: Path) -> None:
     """--compile trains the same model: plain state_dict keys, saved weights load and agree."""
     init = tmp_path / "init.safetensors"
     save_model(initial_model(TrainConfig()), init, ModelCard(name="meso4.init", arch="meso4"))
     config = TrainConfig(epochs=3, compile=True, init=str(init), **TINY)
-    messages: list[str] = []
-
-    class Reporter(TrainReporter):
-        def message(self, text: str) -> None:
-            messages.append(text)
-
-    result = train(tiny_data, tmp_path / "run", config, reporter=Reporter())
-    if any("torch.compile is not available here" in m for m in messages):
+    reporter = RecordingReporter()
+    result = train(tiny_data, tmp_path / "run", config, reporter=reporter)
+    if any("torch.compile is not available here" in m for m in reporter.messages):
         pytest.skip("no C++ compiler for torch.compile here (the fallback has its own test)")
-    assert any(m.startswith("torch.compile:") for m in messages), messages
+    assert any(m.startswith("torch.compile:") for m in reporter.messages), reporter.messages
     assert [row["epoch"] for row in result.history] == [0, 1, 2, 3]  # 0: the initial weights
     losses = [row["train_loss"] for row in result.history[1:]]
     assert losses[-1] < losses[0], losses
@@ -296,16 +301,13 @@ def test_compile_falls_back_to_eager_without_a_compiler(
         raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore")
 
     monkeypatch.setattr(torch, "compile", broken)
-    messages: list[str] = []
-
-    class Reporter(TrainReporter):
-        def message(self, text: str) -> None:
-            messages.append(text)
-
+    reporter = RecordingReporter()
     config = TrainConfig(epochs=1, compile=True, **TINY)
-    result = train(tiny_data, tmp_path / "run", config, reporter=Reporter())
+    result = train(tiny_data, tmp_path / "run", config, reporter=reporter)
     assert result.best_path is not None
-    assert any("not available here (InvalidCxxCompiler" in m for m in messages), messages
+    assert any("not available here (InvalidCxxCompiler" in m for m in reporter.messages), (
+        reporter.messages
+    )
 
 
 def test_init_from_the_authors_weights(keras_weights: Path) -> None:

@@ -4,9 +4,10 @@
 
 Mirrors SRC's folders under DST: each image becomes one PNG, the most confident face found
 by the MTCNN detector, cut by `mesonet.faces.align_face` (eyes levelled, 1.3x the face box,
-256 px), the crops that `predict` and `evaluate --faces detect` score. Images where no face
-is found are left out and counted. A training set built this way matches what the model
-sees at prediction time instead of the framing of someone else's crops.
+256 px), the crops that `predict` and `evaluate --faces detect` score. Images where no
+face is found, or that cannot be decoded, are left out and counted. A training set built
+this way matches what the model sees at prediction time instead of the framing of someone
+else's crops.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import cv2
 from rich.progress import Progress
 
 from mesonet.faces import align_face, create_detector
-from mesonet.media import IMAGE_EXTENSIONS
+from mesonet.inputs import discover
+from mesonet.media import MediaError, read_image
 
 
 def main() -> None:
@@ -31,9 +33,7 @@ def main() -> None:
     parser.add_argument("--min-face", type=int, default=40, help="smallest face, source pixels")
     args = parser.parse_args()
     roots = [args.src / s for s in args.splits] if args.splits else [args.src]
-    files = sorted(
-        p for root in roots for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    files = sorted(i.path for i in discover(roots, recursive=True) if i.kind == "image")
     if not files:
         parser.error(f"no images under {', '.join(map(str, roots))}")
     detector = create_detector("mtcnn", min_face_size=args.min_face)
@@ -45,16 +45,15 @@ def main() -> None:
             progress.advance(task)
             if out.exists():
                 continue
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            faces = (
-                detector.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)])[0]
-                if bgr is not None
-                else []
-            )
+            try:
+                rgb = read_image(path)
+            except MediaError:
+                rgb = None
+            faces = detector.detect([rgb])[0] if rgb is not None else []
             if not faces:
                 missing += 1
                 continue
-            crop = align_face(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), faces[0])
+            crop = align_face(rgb, faces[0])
             out.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(
                 str(out), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]

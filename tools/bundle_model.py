@@ -98,6 +98,14 @@ def _f(value) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _initialisation(init: str) -> str:
+    if not init:
+        return "random (seeded), no pretrained weights."
+    if init.lower().endswith(".h5"):
+        return f"{init} (the authors' Apache-2.0 weights: transfer learning)."
+    return f"{init}."
+
+
 def markdown_card(card, notes: str = "") -> str:
     """The human-readable model card: the same facts as the JSON card in the weights file."""
     t = card.training
@@ -119,14 +127,7 @@ def markdown_card(card, notes: str = "") -> str:
             f"- Output: {card.label_convention}; label fake when p >= {card.threshold:.4f} "
             f"(chosen on the validation split by the `{t.get('threshold_rule', '')}` rule).",
             f"- Training data: {t.get('data', '')}; split: {t.get('split', '')}.",
-            f"- Initialisation: {t.get('init')}"
-            + (
-                " (the authors' Apache-2.0 weights: transfer learning)."
-                if str(t.get("init")).endswith(".h5")
-                else "."
-            )
-            if t.get("init")
-            else "- Initialisation: random (seeded), no pretrained weights.",
+            f"- Initialisation: {_initialisation(t.get('init', ''))}",
             f"- Command: `{t.get('command', '')}` (seed {t.get('seed')}, best epoch "
             f"{t.get('epochs')} of {t.get('max_epochs')}).",
             f"- Licence: {card.license}. Weights sha256 (tensors): `{card.weights_sha256}`.",

@@ -253,7 +253,7 @@ def compile_model(model: MesoNet, reporter: TrainReporter) -> bool:
         reporter.message(f"torch.compile is not available here ({reason[:200]}); eager mode")
         return False
     model.logits = torch.compile(model.logits)
-    reporter.message("torch.compile: the first steps of training and validation compile (~1 min)")
+    reporter.message("torch.compile: the first steps of training and validation compile (~30 s)")
     return True
 
 
