@@ -222,6 +222,14 @@ def test_api_bomb_upload_does_not_grow_memory(corpus, model_path, tmp_path):
 # --------------------------------------------------------------------------- weights
 
 
+def save_model_state(state: dict, path: Path, card: dict) -> None:
+    """Save ``state`` with ``card`` and a checksum recomputed, as an attacker would."""
+    from mesonet.models.card import tensors_sha256
+
+    card = {**card, "weights_sha256": tensors_sha256(state)}
+    save_file(state, str(path), metadata={CARD_KEY: json.dumps(card)})
+
+
 def _rewrite_card(path: Path, card_text: str) -> None:
     save_file(load_file(str(path)), str(path), metadata={CARD_KEY: card_text})
 
@@ -252,6 +260,25 @@ def _bad_weights(folder: Path, kind: str, good: Path) -> Path:
         state = load_file(str(path))
         state["head.4.bias"] += 1.0
         save_file(state, str(path), metadata={CARD_KEY: json.dumps(card)})
+    elif kind in ("nan-weights", "inf-weights"):
+        state = load_file(str(path))
+        state["head.4.weight"][0, 0] = float("nan") if kind == "nan-weights" else float("inf")
+        save_model_state(state, path, card)
+    elif kind == "deep-card":  # the parser's recursion limit: no RecursionError traceback
+        _rewrite_card(path, "[" * 100_000 + "]" * 100_000)
+    elif kind == "deep-card-field":
+        nested = {**card, "metrics": {}}
+        inner = nested["metrics"]
+        for _ in range(40):
+            inner["x"] = {}
+            inner = inner["x"]
+        _rewrite_card(path, json.dumps(nested))
+    elif kind == "huge-card":
+        _rewrite_card(path, json.dumps({**card, "description": "x" * 2_000_000}))
+    elif kind == "no-checksum":  # tensors altered and the checksum emptied
+        state = load_file(str(path))
+        state["head.4.bias"] += 1.0
+        save_file(state, str(path), metadata={CARD_KEY: json.dumps({**card, "weights_sha256": ""})})
     elif kind == "missing-tensor":
         state = load_file(str(path))
         del state["head.4.bias"]
@@ -272,6 +299,12 @@ def _bad_weights(folder: Path, kind: str, good: Path) -> Path:
         ("card-bad-unicode", "name is not valid Unicode"),
         ("checksum", "sha256"),
         ("missing-tensor", "missing tensors: head.4.bias"),
+        ("nan-weights", "NaN or infinite values (head.4.weight)"),
+        ("inf-weights", "NaN or infinite values (head.4.weight)"),
+        ("deep-card", "nests arrays or objects over 32 levels"),
+        ("deep-card-field", "nests arrays or objects over 32 levels"),
+        ("huge-card", "over the 1,048,576 limit"),
+        ("no-checksum", "--trust-unverified"),
     ],
 )
 def test_cli_bad_weights_one_line_exit_2(
@@ -290,3 +323,42 @@ def test_cli_bad_weights_one_line_exit_2(
     assert lines[0].startswith("error: ") and str(weights) in lines[0], lines[0]
     assert words in lines[0], lines[0]
     assert captured.out == ""
+
+
+def test_trust_unverified_loads_and_records_name_it(model_path, corpus, tmp_path):
+    root, _ = corpus
+    weights = _bad_weights(tmp_path, "no-checksum", model_path)
+    argv = ["predict", str(root / "good.png"), "--model", str(weights), *FAST, "-f", "jsonl"]
+    result = CliRunner().invoke(app, [*argv, "--trust-unverified"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["status"] == "ok" and record["model"] == "meso4.test (unverified)"
+    client = TestClient(create_app(weights, max_in_flight=1, trust_unverified=True))
+    body, headers = multipart(b"good.png", png_bytes())
+    answer = client.post("/api/v1/detect", content=body, headers=headers)
+    assert answer.status_code == 200 and answer.json()["model"] == "meso4.test (unverified)"
+
+
+def test_serve_refuses_unverified_weights_at_start(model_path, tmp_path):
+    weights = _bad_weights(tmp_path, "no-checksum", model_path)
+    with pytest.raises(Exception, match="--trust-unverified"):
+        create_app(weights, max_in_flight=1)
+
+
+def test_non_finite_model_output_becomes_an_error_record(corpus, model_path, tmp_path):
+    """Finite weights can still compute NaN (a negative running variance): never a verdict."""
+    root, _ = corpus
+    model = load_model(model_path)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_var.fill_(-1.0)
+    detector = Detector(model, faces="none", backend="torch")
+    records = [r.to_dict() for r in detector.predict_many([root / "good.png", root / "good.png"])]
+    for record in records:
+        assert record["status"] == "error", record
+        assert record["fake_probability"] is None and "non-finite" in record["error"]
+    json.dumps(records, allow_nan=False)  # valid JSON
+    client = TestClient(create_app(model, max_in_flight=1, detector_factory=lambda: detector))
+    body, headers = multipart(b"good.png", png_bytes())
+    answer = client.post("/api/v1/detect", content=body, headers=headers)
+    assert answer.status_code == 422 and "non-finite" in answer.json()["detail"]

@@ -120,6 +120,14 @@ AggregateOption = Annotated[
         help="Video score per face track: mean (paper), vote (authors' code) or confident."
     ),
 ]
+TrustOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-unverified",
+        help="Load weights whose model card carries no sha256 (refused otherwise); records "
+        "then name the model '<name> (unverified)'.",
+    ),
+]
 LimitOption = Annotated[
     int | None, typer.Option(help="Scan at most N images and at most N videos.")
 ]
@@ -170,6 +178,7 @@ def predict_command(
             help="Write annotated copies here (boxes coloured by score; timeline for videos)."
         ),
     ] = None,
+    trust_unverified: TrustOption = False,
 ) -> None:
     """Tell whether the faces in images and videos are forged, and where.
 
@@ -191,6 +200,7 @@ def predict_command(
         aggregate=aggregate,
         annotate_dir=annotate,
         backend=backend,
+        trust_unverified=trust_unverified,
     )
     failed = write_results(detector, paths, output_format, output, recursive, limits, out, err)
     raise typer.Exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
@@ -220,6 +230,7 @@ def evaluate_command(
     limit: LimitOption = None,
     ilimit: ILimitOption = None,
     vlimit: VLimitOption = None,
+    trust_unverified: TrustOption = False,
 ) -> None:
     """Measure a model on labelled media: accuracy, precision, recall, F1, ROC AUC, AP, EER.
 
@@ -245,6 +256,7 @@ def evaluate_command(
         fps=fps,
         aggregate=aggregate,
         backend=backend,
+        trust_unverified=trust_unverified,
     )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
@@ -446,6 +458,7 @@ def scan_command(
     faces: FacesOption = "detect",
     aggregate: AggregateOption = "mean",
     backend: BackendOption = "auto",
+    trust_unverified: TrustOption = False,
 ) -> None:
     """Scan a whole collection into one results file, on this machine or a Ray cluster.
 
@@ -488,6 +501,7 @@ def scan_command(
             faces=faces,
             aggregate=aggregate,
             backend=backend,
+            trust_unverified=trust_unverified,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items()))
@@ -525,6 +539,7 @@ def serve_command(
     max_in_flight: Annotated[
         int, typer.Option(help="Analyses running at once; more wait, then get 503.")
     ] = 2,
+    trust_unverified: TrustOption = False,
 ) -> None:
     """Run the web service: a page at / and the API at /api/v1/detect (docs at /docs)."""
     import uvicorn
@@ -537,7 +552,12 @@ def serve_command(
         raise typer.BadParameter("must be positive", param_hint="--max-upload-mb")
     if max_in_flight < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--max-in-flight")
-    web = create_app(model, max_upload_mb=max_upload_mb, max_in_flight=max_in_flight)
+    web = create_app(
+        model,
+        max_upload_mb=max_upload_mb,
+        max_in_flight=max_in_flight,
+        trust_unverified=trust_unverified,
+    )
     shown = f"[{host}]" if ":" in host else host
     err.print(f"mesonet serving on http://{shown}:{port}/ (API docs at /docs); Ctrl+C stops")
     uvicorn.run(web, host=host, port=port, log_level="info")

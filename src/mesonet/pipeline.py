@@ -107,6 +107,8 @@ class Detector:
             many pixels for face detection (the default MTCNN only; images use its own 640).
             Detection cost grows with the pixel count: 320 finds faces from 48 px up at
             720p and 72 px at 1080p (MesoNet's crops are 256 px). None: as images.
+        trust_unverified: load a weights file whose card carries no sha256 (refused
+            otherwise); every record then names the model ``"<name> (unverified)"``.
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class Detector:
         backend: str = "auto",
         redetect_s: float = 0.2,
         video_detect_side: int | None = 320,
+        trust_unverified: bool = False,
     ) -> None:
         if faces not in FACE_MODES:
             raise MesonetError(f"faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
@@ -140,13 +143,17 @@ class Detector:
             raise MesonetError(f"fps must be positive, not {fps}")
         if not redetect_s >= 0:
             raise MesonetError(f"redetect_s must be 0 or more, not {redetect_s}")
-        self.model = model if isinstance(model, torch.nn.Module) else load_model(model)
+        if not isinstance(model, torch.nn.Module):
+            model = load_model(model, trust_unverified=trust_unverified)
+        self.model = model
         self.model.eval().to(memory_format=torch.channels_last)
         self.scorer = create_scorer(self.model, backend, batch_size)
         self.backend = self.scorer.name
         self.redetect_s = float(redetect_s)
         card = getattr(self.model, "card", None)
         self.model_name = card.name if card is not None else type(self.model).__name__
+        if getattr(self.model, "unverified", False):
+            self.model_name += " (unverified)"
         self.resize = getattr(card, "resize", "auto")
         self.threshold = float(
             threshold if threshold is not None else getattr(card, "threshold", 0.5)
@@ -191,7 +198,12 @@ class Detector:
         """Fake probabilities of uint8 RGB 256 x 256 crops, in batches of ``batch_size``."""
         if len(crops) == 0:
             return np.zeros(0, dtype=np.float32)
-        return self.scorer(np.stack(crops) if not isinstance(crops, np.ndarray) else crops)
+        scores = self.scorer(np.stack(crops) if not isinstance(crops, np.ndarray) else crops)
+        if not np.isfinite(scores).all():
+            raise MesonetError(
+                "the model gave a non-finite score (NaN or infinity): its weights are broken"
+            )
+        return scores
 
     def _faces_and_crops(
         self, images: Sequence[np.ndarray]

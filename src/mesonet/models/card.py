@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,12 @@ LABEL_CONVENTION = "output is fake_probability: 1 = forged, 0 = real"
 # "auto": area-average when shrinking, bilinear when enlarging; "nearest": as Keras' load_img,
 # which the authors' models were trained and evaluated with.
 RESIZE_MODES = ("auto", "nearest", "bilinear", "area")
+MAX_CARD_BYTES = 1024 * 1024
+"""Largest model card accepted (the bundled ones are ~5 KB): bigger is not a card."""
+MAX_CARD_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in a card (the bundled ones: 5)."""
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 @dataclass
@@ -51,6 +58,12 @@ class ModelCard:
         Raises ``json.JSONDecodeError`` when ``text`` is not JSON and ``ValueError`` saying
         which field is wrong otherwise; unknown keys are ignored (newer cards).
         """
+        if len(text) > MAX_CARD_BYTES:
+            raise ValueError(
+                f"it is {len(text):,} characters long, over the {MAX_CARD_BYTES:,} limit"
+            )
+        if json_depth(text) > MAX_CARD_DEPTH:
+            raise ValueError(f"it nests arrays or objects over {MAX_CARD_DEPTH} levels deep")
         data = json.loads(text)
         if not isinstance(data, dict):
             kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
@@ -90,6 +103,19 @@ class ModelCard:
             raise ValueError(
                 f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}"
             )
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` in JSON ``text``, counted without parsing it
+    (so a hostile card cannot exhaust the parser's recursion)."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:

@@ -95,7 +95,7 @@ def read_card(path: str | Path) -> ModelCard:
         return ModelCard.from_json(metadata[CARD_KEY])
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: model card is not valid JSON ({exc})") from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise ModelError(f"{path}: invalid model card: {exc}") from None
 
 
@@ -123,12 +123,17 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
     )
 
 
-def load_model(name_or_path: str | Path | None = None, *, verify: bool = True) -> MesoNet:
+def load_model(
+    name_or_path: str | Path | None = None, *, verify: bool = True, trust_unverified: bool = False
+) -> MesoNet:
     """A model in eval mode mapping N x 3 x 256 x 256 RGB in [0, 1] to N fake probabilities.
 
     ``name_or_path``: a bundled name (``mesonet.list_models()``), a ``.safetensors`` path, or
-    None for the default model. The card is attached as ``model.card``. With ``verify``, the
-    tensors must match the card's architecture exactly and its sha256 digest.
+    None for the default model. The card is attached as ``model.card``. Tensors holding NaN or
+    infinity are always refused. With ``verify``, the tensors must match the card's
+    architecture exactly and its sha256 digest, and a card without a digest is refused unless
+    ``trust_unverified`` (the model is then marked ``model.unverified = True``, and every
+    record it scores says so).
     """
     path = resolve_model_path(name_or_path)
     card = read_card(path)
@@ -143,14 +148,34 @@ def load_model(name_or_path: str | Path | None = None, *, verify: bool = True) -
         )
     model = create_model(card.arch)
     _check_state(model, state, path)
-    if verify and card.weights_sha256 and tensors_sha256(state) != card.weights_sha256:
+    _check_finite(state, path)
+    unverified = not card.weights_sha256.strip()
+    if verify and unverified and not trust_unverified:
+        raise ModelError(
+            f"{path}: model card carries no sha256 of the weights, so they cannot be verified; "
+            "pass --trust-unverified (API: trust_unverified=True) to load them anyway"
+        )
+    if verify and not unverified and tensors_sha256(state) != card.weights_sha256:
         raise ModelError(
             f"{path}: weights do not match the sha256 in their model card "
             "(file altered or corrupted)"
         )
     model.load_state_dict(state, strict=True)
     model.card = card
+    model.unverified = unverified or not verify
     return model.eval()
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights holding NaN or infinity: such a model gives no meaningful score."""
+    bad = [
+        name
+        for name, tensor in sorted(state.items())
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ModelError(f"{path}: weights hold NaN or infinite values ({shown}): refusing them")
 
 
 def _check_state(model: MesoNet, state: dict[str, torch.Tensor], path: Path) -> None:

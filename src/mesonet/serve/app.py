@@ -258,6 +258,7 @@ def create_app(
     *,
     detector_factory: Callable[[], Any] | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
+    trust_unverified: bool = False,
 ) -> FastAPI:
     """The FastAPI app serving ``model`` (a bundled name, a path, a loaded model or None).
 
@@ -269,12 +270,18 @@ def create_app(
         detector_factory: builds each worker's detector instead (tests use stubs).
         tmp_dir: where uploads are written while analysed; default a fresh folder,
             removed when the app shuts down.
+        trust_unverified: serve weights whose card carries no sha256 (refused otherwise);
+            every record then names the model ``"<name> (unverified)"``.
     """
     if detector_factory is None:
         from mesonet.models import load_model
         from mesonet.pipeline import Detector
 
-        loaded = model if hasattr(model, "forward") else load_model(model)
+        loaded = (
+            model
+            if hasattr(model, "forward")
+            else load_model(model, trust_unverified=trust_unverified)
+        )
 
         def detector_factory() -> Any:
             return Detector(loaded)
