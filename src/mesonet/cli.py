@@ -303,19 +303,35 @@ def _metrics_table(metrics: dict) -> Table:
 @app.command("train")
 def train_command(
     data: Annotated[
-        Path,
+        list[Path] | None,
         typer.Argument(
-            help="Folder with train/ and validation/ (or val/), each holding real/ and fake/ "
-            "(or df/); one folder with real/ and fake/ (split by val_fraction); or a .zip.",
+            help="One or more datasets: a folder with train/ and validation/ (or val/), each "
+            "holding real/ and fake/ (or df/); one folder with real/ and fake/ (split by "
+            "val_fraction); or a .zip of either. Several: each epoch draws from them by "
+            "--weights, not by size. Without DATA, the --config file's [[sources]] are used.",
             show_default=False,
         ),
-    ],
+    ] = None,
     out_dir: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--out", "-o", help="Folder for last.pt, best.safetensors, log.jsonl, curves.png."
         ),
-    ],
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated weights of the DATA sources, in order (default: all 1).",
+        ),
+    ] = None,
+    holdout: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A labelled folder to validate on but never train on (repeatable); its AUC "
+            "counts in the selection of the best epoch.",
+            show_default=False,
+        ),
+    ] = None,
     arch: Annotated[str | None, typer.Option(help="meso4 (default) or mesoinception4.")] = None,
     config_file: Annotated[
         Path | None,
@@ -364,15 +380,47 @@ def train_command(
             show_default=False,
         ),
     ] = None,
+    synthetic: Annotated[
+        str | None,
+        typer.Option(
+            help="none (default) or sbi: add self-blended fakes made from the real training "
+            "faces (Shiohara & Yamasaki, CVPR 2022), --synthetic-share of each epoch.",
+        ),
+    ] = None,
+    synthetic_share: Annotated[
+        float | None, typer.Option(help="Share of each epoch that is synthetic (default 0.25).")
+    ] = None,
+    resample: Annotated[
+        bool | None,
+        typer.Option(
+            "--resample/--no-resample",
+            help="Scale every training crop down by a random factor and back up, so both "
+            "classes carry the same resampling traces. Default: off.",
+            show_default=False,
+        ),
+    ] = None,
+    epoch_size: Annotated[
+        int | None, typer.Option(help="Images drawn per epoch (default: all training images).")
+    ] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            help="Best epoch by min (default) or mean of the per-source validation AUCs, or "
+            "by one source's AUC (its name)."
+        ),
+    ] = None,
 ) -> None:
     """Train (or fine-tune) a MesoNet on labelled face crops; label fake = 1.
 
     Writes last.pt after every epoch (continue with --resume),
-    best.safetensors (best validation AUC, with a model card), log.jsonl and curves.png.
+    best.safetensors (best epoch by --select, with a model card), log.jsonl and curves.png.
     Flags override the --config file, which overrides the defaults.
     """
     from mesonet.training import checkpoint_config, resolve_config, train
     from mesonet.training.progress import RichReporter, format_row, training_progress
+
+    if out_dir is None:
+        raise typer.BadParameter("--out is required: the folder for the run's files")
 
     overrides = {
         "arch": arch,
@@ -389,13 +437,24 @@ def train_command(
         "threads": threads,
         "precision": precision,
         "compile": compile_,
+        "synthetic": synthetic,
+        "synthetic_share": synthetic_share,
+        "resample": resample,
+        "epoch_size": epoch_size,
+        "select": select,
     }
     base = checkpoint_config(out_dir) if resume else None
     config = resolve_config(config_file, overrides, base=base)
+    sources = _train_sources(data, weights, holdout, config_file)
     command = "mesonet " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else ""
     with training_progress(err) as progress:
         result = train(
-            data, out_dir, config, resume=resume, reporter=RichReporter(progress), command=command
+            sources,
+            out_dir,
+            config,
+            resume=resume,
+            reporter=RichReporter(progress),
+            command=command,
         )
     if result.best_path is None:
         out.print(f"no epoch trained; checkpoint in {result.checkpoint_path}")
@@ -408,6 +467,38 @@ def train_command(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _train_sources(
+    data: list[Path] | None,
+    weights: str | None,
+    holdout: list[Path] | None,
+    config_file: Path | None,
+) -> list:
+    """The run's sources: DATA with --weights (else the --config file's [[sources]]), plus
+    every --holdout."""
+    from mesonet.training.sources import SourceSpec, load_sources
+
+    if data:
+        values = [1.0] * len(data)
+        if weights:
+            try:
+                values = [float(w) for w in weights.split(",")]
+            except ValueError:
+                raise typer.BadParameter(f"--weights: not numbers: {weights!r}") from None
+            if len(values) != len(data):
+                raise typer.BadParameter(
+                    f"--weights gives {len(values)} weights for {len(data)} DATA sources"
+                )
+        sources = [SourceSpec(str(d), w) for d, w in zip(data, values, strict=True)]
+    elif config_file is not None:
+        sources = load_sources(config_file)
+    else:
+        sources = []
+    sources += [SourceSpec(str(h), holdout=True) for h in holdout or []]
+    if not any(not s.holdout for s in sources):
+        raise typer.BadParameter("no training data: give DATA, or a --config file with [[sources]]")
+    return sources
 
 
 @app.command("scan")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -186,7 +187,8 @@ def plot_training_curves(
     """Two panels: train and validation loss; validation AUC with the learning rate (log axis).
 
     Each row is one epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_auc``, ``lr``; missing
-    or ``None`` values are skipped.
+    or ``None`` values are skipped. Rows with ``sources`` (per-source validation AUCs, several
+    sources) plot one line per source and the selection ``score`` instead of the pooled AUC.
     """
     if not rows:
         return _message(path, title, "no examples")
@@ -207,9 +209,25 @@ def plot_training_curves(
     if loss_ax.lines:
         loss_ax.legend(fontsize=10)
 
-    xs, ys = _series(rows, "val_auc")
+    names = list(dict.fromkeys(n for r in rows for n in (r.get("sources") or {})))
+    key, key_label = "val_auc", "validation AUC"
+    if len(names) > 1:
+        key, key_label = "score", "selection score"
+        palette = matplotlib.colormaps["tab10"]
+        for k, name in enumerate(names):
+            per = [
+                {
+                    "epoch": r.get("epoch", i + 1),
+                    "auc": (r.get("sources") or {}).get(name, {}).get("auc"),
+                }
+                for i, r in enumerate(rows)
+            ]
+            sx, sy = _series(per, "auc")
+            if sx:
+                auc_ax.plot(sx, sy, "-", lw=1.2, alpha=0.8, color=palette(k % 10), label=name)
+    xs, ys = _series(rows, key)
     if xs:
-        auc_ax.plot(xs, ys, "o-", ms=3, color="#2e7d32", label="validation AUC")
+        auc_ax.plot(xs, ys, "o-", ms=3, color="#2e7d32", lw=2.2, label=key_label)
         best = int(np.argmax(ys))
         auc_ax.plot(
             [xs[best]],

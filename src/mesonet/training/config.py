@@ -19,9 +19,12 @@ from mesonet.training.errors import TrainingError
 ARCHS = ("meso4", "mesoinception4")
 LOSSES = ("bce", "mse")
 BALANCES = ("weight", "sampler", "none")
-AUGMENTS = ("none", "flip", "light", "standard", "strong")
+AUGMENTS = ("none", "flip", "light", "paper", "standard", "strong")
 PRECISIONS = ("fp32", "bf16")
 THRESHOLD_RULES = ("youden", "eer", "accuracy")
+SCHEDULES = ("plateau", "step")
+SYNTHETIC = ("none", "sbi")
+SELECT_RULES = ("min", "mean")  # or the name of one validation source
 
 
 @dataclass
@@ -40,14 +43,23 @@ class TrainConfig:
     min_lr: float = 1e-6
     lr_factor: float = 0.1  # multiply the learning rate by this on a plateau of val AUC
     lr_patience: int = 1  # epochs without val AUC gain before the learning rate drops
-    patience: int = 3  # epochs without val AUC gain before training stops early
+    schedule: str = "plateau"  # "plateau" (on the selection score) or "step" (the paper's)
+    lr_step: int = 1000  # "step": multiply the rate by lr_factor every lr_step iterations
+    patience: int = 3  # epochs without val AUC gain before training stops early (0 = never)
     weight_decay: float = 0.0
     loss: str = "bce"  # "bce" (with logits) or "mse" (on probabilities, as the paper)
     balance: str = "weight"  # per-class loss weights, a weighted sampler, or none
     augment: str = "standard"
+    resample: bool = False  # every training crop scaled down then back up (same for both classes)
+    resample_min: float = 0.35  # ... by a random factor in [resample_min, resample_max]
+    resample_max: float = 0.75
+    synthetic: str = "none"  # "sbi": add self-blended fakes made from the real training faces
+    synthetic_share: float = 0.25  # share of each epoch's draws that are synthetic fakes
+    epoch_size: int = 0  # images drawn per epoch across sources by weight; 0 = their sum
+    select: str = "min"  # best epoch by the min or mean of per-source val AUC, or one source's
     seed: int = 0
     init: str = ""  # start from these weights: a .safetensors / bundled name or the authors' .h5
-    workers: int = 2
+    workers: int = 2  # threads preparing batches (decoding, augmenting) beside the model
     cache: bool = True  # keep decoded 256x256 uint8 images in memory after the first read
     threads: int = 0  # torch intra-op threads; 0 = every core
     precision: str = "fp32"  # "bf16" autocasts convolutions (faster on CPUs with AMX/AVX512-BF16)
@@ -71,13 +83,15 @@ class TrainConfig:
             "augment": AUGMENTS,
             "precision": PRECISIONS,
             "threshold_rule": THRESHOLD_RULES,
+            "schedule": SCHEDULES,
+            "synthetic": SYNTHETIC,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise TrainingError(
                     f"{key} must be one of {', '.join(allowed)}, not {getattr(self, key)!r}"
                 )
-        positive = ("epochs", "batch_size", "lr", "max_zip_bytes", "max_zip_ratio")
+        positive = ("epochs", "batch_size", "lr", "lr_step", "max_zip_bytes", "max_zip_ratio")
         for key in positive:
             if not getattr(self, key) > 0:
                 raise TrainingError(f"{key} must be positive, not {getattr(self, key)!r}")
@@ -90,6 +104,7 @@ class TrainConfig:
             "threads",
             "max_train",
             "max_val",
+            "epoch_size",
         )
         for key in non_negative:
             if getattr(self, key) < 0:
@@ -98,6 +113,15 @@ class TrainConfig:
             raise TrainingError(f"lr_factor must be between 0 and 1, not {self.lr_factor!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise TrainingError(f"val_fraction must be between 0 and 1, not {self.val_fraction!r}")
+        if not 0.0 <= self.synthetic_share < 1.0:
+            raise TrainingError(f"synthetic_share must be in [0, 1), not {self.synthetic_share!r}")
+        if not 0.0 < self.resample_min <= self.resample_max < 1.0:
+            raise TrainingError(
+                "resample_min and resample_max must satisfy 0 < min <= max < 1, not "
+                f"{self.resample_min!r}, {self.resample_max!r}"
+            )
+        if not self.select:
+            raise TrainingError("select must be min, mean or the name of a validation source")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-friendly values."""

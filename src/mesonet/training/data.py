@@ -14,12 +14,15 @@ N x 256 x 256 x 3 and turn into float32 [0, 1] N x 3 x 256 x 256 channels-last t
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 import shutil
 import stat
+import threading
 import zipfile
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,6 +35,7 @@ from torch.utils.data import Dataset
 
 from mesonet.faces.align import crop_whole
 from mesonet.training.errors import DatasetError
+from mesonet.training.synthetic import self_blend
 
 IMAGE_SIZE = 256
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -228,15 +232,13 @@ def split_by_group(samples: Sequence[Sample], val_fraction: float, seed: int) ->
     return train, val
 
 
-def find_dataset(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> DataSplit:
-    """Labelled training and validation samples of an (already extracted) data folder."""
-    root = Path(root)
+def _locate(root: Path) -> Path:
+    """The folder under ``root`` that holds the layout (a zip often wraps it in one top folder)."""
     if not root.exists():
         raise DatasetError(f"data not found: {root}")
     if not root.is_dir():
         raise DatasetError(f"{root}: expected a folder or a .zip of one")
     folder = root
-    # a zip often wraps everything in one top folder: look through it
     while not (_is_split(folder) or _is_labelled(folder)):
         subdirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
         if len(subdirs) != 1:
@@ -245,17 +247,33 @@ def find_dataset(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> 
                 "folders, or real/ and fake/ folders"
             )
         folder = subdirs[0]
+    return folder
+
+
+def _val_dir(folder: Path) -> Path:
+    val_dirs = _child(folder, VAL_DIRS)
+    if not val_dirs:
+        raise DatasetError(
+            f"{folder} has train/ but no validation/ (or val/) folder; add one, or pass "
+            "a single folder with real/ and fake/ to split it by val_fraction"
+        )
+    return val_dirs[0]
+
+
+def find_dataset(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> DataSplit:
+    """Labelled training and validation samples of an (already extracted) data folder.
+
+    A single real/fake folder is split by ``val_fraction``; 0 puts all of it in training.
+    """
+    folder = _locate(Path(root))
     if _is_split(folder):
-        val_dirs = _child(folder, VAL_DIRS)
-        if not val_dirs:
-            raise DatasetError(
-                f"{folder} has train/ but no validation/ (or val/) folder; add one, or pass "
-                "a single folder with real/ and fake/ to split it by val_fraction"
-            )
+        val_dir = _val_dir(folder)
         train = _labelled(_child(folder, TRAIN_DIRS)[0], "training folder")
-        val = _labelled(val_dirs[0], "validation folder")
+        val = _labelled(val_dir, "validation folder")
         return DataSplit(train, val, "train/val folders", folder)
     samples = _labelled(folder, "data folder")
+    if val_fraction == 0:
+        return DataSplit(samples, [], "single folder, all for training", folder)
     train, val = split_by_group(samples, val_fraction, seed)
     if not {s.label for s in train} == {s.label for s in val} == {0, 1}:
         raise DatasetError(
@@ -264,6 +282,15 @@ def find_dataset(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> 
         )
     details = {"val_fraction": val_fraction, "split_seed": seed, "grouped_by": "video name"}
     return DataSplit(train, val, "single folder split", folder, details)
+
+
+def find_holdout(root: str | Path) -> list[Sample]:
+    """Samples of a validation-only source: all of a real/fake folder, or the validation split
+    of a train/val layout (its training split is never read)."""
+    folder = _locate(Path(root))
+    if _is_split(folder):
+        return _labelled(_val_dir(folder), "validation folder")
+    return _labelled(folder, "data folder")
 
 
 def subsample(samples: Sequence[Sample], limit: int, seed: int) -> list[Sample]:
@@ -294,9 +321,11 @@ def read_face(path: str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
 class FaceDataset(Dataset):
     """Labelled face crops as uint8 RGB 256 x 256, augmented when ``augment`` is given.
 
-    With ``cache``, decoded images are kept in one shared array (forked DataLoader workers
-    read it without copying), so only the first read of each image pays for JPEG decoding;
-    :meth:`preload` fills it up front with a thread pool.
+    With ``cache``, decoded images are kept in one array, so only the first read of each image
+    pays for JPEG decoding; :meth:`preload` fills it up front with a thread pool.
+    With ``synthetic``, index ``len(self) + i`` is a self-blended fake made from image ``i``
+    (see :mod:`mesonet.training.synthetic`), labelled fake.
+    :meth:`make_batch` with a seed is deterministic whichever thread runs it.
     """
 
     def __init__(
@@ -304,12 +333,16 @@ class FaceDataset(Dataset):
         samples: Sequence[Sample],
         augment: Callable[..., Any] | None = None,
         cache: bool = True,
+        synthetic: bool = False,
     ) -> None:
         if not samples:
             raise DatasetError("no images to train or validate on")
         self.samples = list(samples)
         self.labels = np.array([s.label for s in self.samples], dtype=np.float32)
         self.augment = augment
+        self.synthetic = synthetic
+        self._rng = np.random.default_rng(0)
+        self._local = threading.local()
         self._cache: np.ndarray | None = None
         self._cached: np.ndarray | None = None
         if cache:
@@ -347,23 +380,103 @@ class FaceDataset(Dataset):
             self._cached[index] = True
         return self._cache[index]
 
+    def label(self, index: int) -> float:
+        """1.0 for fakes (synthetic ones included), 0.0 for real images."""
+        return 1.0 if index >= len(self.samples) else float(self.labels[index])
+
     def reseed(self, seed: int) -> None:
         """Seed the augmentation's own generators (albumentations ignores numpy's global one)."""
+        self._rng = np.random.default_rng(seed % 2**32)
         if self.augment is not None and hasattr(self.augment, "set_random_seed"):
             self.augment.set_random_seed(seed % 2**32)
 
+    def _sample(
+        self, index: int, augment: Callable[..., Any] | None, rng: np.random.Generator
+    ) -> np.ndarray:
+        n = len(self.samples)
+        if index >= n:
+            if not self.synthetic:
+                raise IndexError(f"index {index} out of range for {n} images")
+            image = self_blend(self.image(index - n), rng)[0]
+        else:
+            image = self.image(index)
+        return augment(image=image)["image"] if augment is not None else image
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, float]:
-        image = self.image(index)
-        if self.augment is not None:
-            image = self.augment(image=image)["image"]
-        return image, float(self.labels[index])
+        return self._sample(index, self.augment, self._rng), self.label(index)
+
+    def _thread_augment(self) -> Callable[..., Any] | None:
+        """This thread's own copy of the augmentation (albumentations keeps state per call)."""
+        if self.augment is None:
+            return None
+        if getattr(self._local, "augment", None) is None:
+            self._local.augment = copy.deepcopy(self.augment)
+        return self._local.augment
+
+    def make_batch(
+        self, indices: Sequence[int], seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 N x H x W x 3 images and float labels of ``indices``.
+
+        With ``seed``, augmentation and synthetic fakes are drawn from generators seeded by it
+        (a thread-local copy of the augmentation), so batches do not depend on thread timing.
+        """
+        if seed is None:
+            augment, rng = self.augment, self._rng
+        else:
+            augment, rng = self._thread_augment(), np.random.default_rng(seed)
+            if augment is not None and hasattr(augment, "set_random_seed"):
+                augment.set_random_seed(seed % 2**32)
+        batch = np.empty((len(indices), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+        for k, i in enumerate(indices):
+            batch[k] = self._sample(i, augment, rng)
+        labels = torch.tensor([self.label(i) for i in indices], dtype=torch.float32)
+        return torch.from_numpy(batch), labels
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole batch at once (DataLoader calls this): uint8 N x H x W x 3 and labels."""
-        batch = np.empty((len(indices), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-        for k, i in enumerate(indices):
-            batch[k] = self[i][0]
-        return torch.from_numpy(batch), torch.from_numpy(self.labels[list(indices)])
+        return self.make_batch(indices)
+
+
+def iter_batches(
+    dataset: FaceDataset,
+    indices: Sequence[int],
+    batch_size: int,
+    threads: int = 0,
+    seed: int | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of ``indices`` in order, prepared by ``threads`` threads a few batches ahead.
+
+    Threads, not processes: the decoded-image cache is shared for free, and nothing is forked
+    from a process whose other threads (OpenMP, torch.compile) may hold locks, which is what
+    hung forked DataLoader workers after ``torch.compile``. Batch ``k`` is seeded from
+    (``seed``, ``k``), so the result is the same with any number of threads.
+    """
+    chunks = [indices[i : i + batch_size] for i in range(0, len(indices), batch_size)]
+
+    def build(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        batch_seed = None if seed is None else (seed * 1_000_003 + k * 7_919) % 2**63
+        return dataset.make_batch(chunks[k], batch_seed)
+
+    if threads <= 0:
+        for k in range(len(chunks)):
+            yield build(k)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="mesonet-batches") as pool:
+        pending: deque = deque()
+        for k in range(min(len(chunks), threads + 1)):
+            pending.append(pool.submit(build, k))
+        next_k = len(pending)
+        try:
+            while pending:
+                batch = pending.popleft().result()
+                if next_k < len(chunks):
+                    pending.append(pool.submit(build, next_k))
+                    next_k += 1
+                yield batch
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def collate_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,21 +21,18 @@ import contextlib
 import functools
 import json
 import math
-import multiprocessing
 import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, WeightedRandomSampler
 
 from mesonet.evaluation import best_threshold, compute_metrics, plot_training_curves
 from mesonet.models import ModelCard, create_model, load_model, save_model
@@ -43,15 +40,22 @@ from mesonet.models.meso4 import MesoNet
 from mesonet.training.augment import build_augment
 from mesonet.training.config import TrainConfig, from_mapping
 from mesonet.training.data import (
-    DataSplit,
     FaceDataset,
-    collate_batch,
+    Sample,
     extract_zip,
     find_dataset,
+    find_holdout,
+    iter_batches,
     subsample,
     to_model_input,
 )
 from mesonet.training.errors import TrainingError
+from mesonet.training.sources import (
+    SourceSampler,
+    SourceSpec,
+    check_sources,
+    source_from_mapping,
+)
 
 CHECKPOINT = "last.pt"
 BEST = "best.safetensors"
@@ -169,52 +173,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _worker_init(worker_id: int) -> None:
-    """Seed a DataLoader worker (and its augmentation) from torch's per-worker seed."""
-    seed = torch.initial_seed() % 2**31
-    np.random.seed(seed)
-    random.seed(seed)
-    cv2.setNumThreads(1)
-    info = torch.utils.data.get_worker_info()
-    if info is not None and isinstance(info.dataset, FaceDataset):
-        info.dataset.reseed(seed)
-
-
-def _loader(
-    dataset: FaceDataset,
-    batch_size: int,
-    workers: int,
-    sampler: torch.utils.data.Sampler,
-    seed: int,
-) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed + 1)
-    context = None
-    if workers and "fork" in multiprocessing.get_all_start_methods():
-        context = "fork"  # workers share the decoded-image cache instead of pickling it
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate_batch,
-        worker_init_fn=_worker_init if workers else None,
-        generator=generator,
-        multiprocessing_context=context,
-        prefetch_factor=2 if workers else None,
-    )
-
-
-def _train_sampler(dataset: FaceDataset, balance: str, seed: int) -> torch.utils.data.Sampler:
-    generator = torch.Generator().manual_seed(seed)
-    if balance == "sampler":
-        counts = np.bincount(dataset.labels.astype(np.int64), minlength=2)
-        weights = 1.0 / counts[dataset.labels.astype(np.int64)]
-        return WeightedRandomSampler(
-            torch.from_numpy(weights), len(dataset), replacement=True, generator=generator
-        )
-    return RandomSampler(dataset, generator=generator)
-
-
 def class_weights(labels: np.ndarray, balance: str) -> torch.Tensor:
     """Loss weight per class (real, fake): ``n / (2 n_class)`` for ``weight``, else ones."""
     counts = np.bincount(labels.astype(np.int64), minlength=2).astype(np.float64)
@@ -304,14 +262,14 @@ def initial_model(config: TrainConfig) -> MesoNet:
 @torch.no_grad()
 def predict(
     model: MesoNet,
-    loader: DataLoader,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     precision: str = "fp32",
     reporter: TrainReporter | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, logits) of every batch of ``loader``, in eval mode."""
+    """(labels, logits) of every batch, in eval mode."""
     model.eval()
     labels, logits = [], []
-    for images, y in loader:
+    for images, y in batches:
         with _autocast(precision):
             z = model.logits(to_model_input(images))
         labels.append(y.numpy())
@@ -340,28 +298,233 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+# --------------------------------------------------------------------------- sources
+
+
+def as_sources(
+    data: str | Path | SourceSpec | Sequence[str | Path | SourceSpec],
+) -> list[SourceSpec]:
+    """``train``'s data argument as a list of sources (a path is one source of weight 1)."""
+    items = [data] if isinstance(data, str | Path | SourceSpec) else list(data)
+    return [i if isinstance(i, SourceSpec) else SourceSpec(str(i)) for i in items]
+
+
+@dataclass
+class RunData:
+    """The datasets of a run: one training pool over every source, one validation set whose
+    images remember their source (``val_ids`` index into ``val_names``)."""
+
+    train: FaceDataset
+    val: FaceDataset
+    val_ids: np.ndarray
+    val_names: list[str]
+    pools: list[list[int]]
+    reals: list[list[int]]
+    fakes: list[list[int]]
+    weights: list[float]
+    described: dict[str, Any]
+
+    def sampler(self, config: TrainConfig, seed: int) -> SourceSampler:
+        """The draws of one epoch."""
+        size = config.epoch_size or sum(len(p) for p in self.pools)
+        return SourceSampler(
+            self.pools,
+            self.weights,
+            size,
+            seed,
+            reals=self.reals,
+            fakes=self.fakes,
+            synthetic_share=config.synthetic_share if config.synthetic == "sbi" else 0.0,
+            offset=len(self.train),
+            balance_classes=config.balance == "sampler",
+        )
+
+
+def _counts(samples: Sequence[Sample]) -> dict[str, int]:
+    fake = sum(s.label for s in samples)
+    return {"real": len(samples) - fake, "fake": fake, "total": len(samples)}
+
+
+def load_run_data(
+    sources: Sequence[SourceSpec],
+    folders: Sequence[Path],
+    config: TrainConfig,
+    reporter: TrainReporter,
+) -> RunData:
+    """Find every source's images, say what was found, and build the datasets."""
+    train_samples: list[Sample] = []
+    val_samples: list[Sample] = []
+    val_ids: list[int] = []
+    val_names: list[str] = []
+    pools: list[list[int]] = []
+    reals: list[list[int]] = []
+    fakes: list[list[int]] = []
+    weights: list[float] = []
+    described: dict[str, Any] = {}
+    for spec, folder in zip(sources, folders, strict=True):
+        max_val = spec.max_val or config.max_val
+        if spec.holdout:
+            train: list[Sample] = []
+            val = subsample(find_holdout(folder), max_val, config.seed + 1)
+            layout = "held out (validation only)"
+        else:
+            fraction = config.val_fraction if spec.val_fraction is None else spec.val_fraction
+            split = find_dataset(folder, fraction, config.seed)
+            train = subsample(split.train, config.max_train, config.seed)
+            val = subsample(split.val, max_val, config.seed + 1)
+            layout = split.layout
+        if train:
+            start = len(train_samples)
+            train_samples += train
+            pools.append(list(range(start, start + len(train))))
+            reals.append([start + i for i, s in enumerate(train) if s.label == 0])
+            fakes.append([start + i for i, s in enumerate(train) if s.label == 1])
+            weights.append(spec.weight)
+        if val:
+            val_names.append(spec.label)
+            val_samples += val
+            val_ids += [len(val_names) - 1] * len(val)
+        described[spec.label] = {
+            "path": spec.path,
+            "weight": None if spec.holdout else spec.weight,
+            "holdout": spec.holdout,
+            "layout": layout,
+            "train": _counts(train),
+            "val": _counts(val),
+        }
+        role = "held out" if spec.holdout else f"weight {spec.weight:g}"
+        c, v = _counts(train), _counts(val)
+        what = f"train {c['total']} ({c['real']} real, {c['fake']} fake), " if train else ""
+        reporter.message(f"data {spec.label} ({role}, {layout}): {what}validation {v['total']}")
+    if not val_samples:
+        raise TrainingError(
+            "no validation images: give a source with a validation split (val_fraction > 0 "
+            "or a val/ folder) or a held-out source"
+        )
+    if config.select not in ("min", "mean", *val_names):
+        raise TrainingError(
+            f"select must be min, mean or a validation source ({', '.join(val_names)}), "
+            f"not {config.select!r}"
+        )
+    resample = (config.resample_min, config.resample_max) if config.resample else None
+    train_ds = FaceDataset(
+        train_samples,
+        build_augment(config.augment, resample),
+        config.cache,
+        synthetic=config.synthetic == "sbi",
+    )
+    val_ds = FaceDataset(val_samples, None, config.cache)
+    if config.cache:
+        reporter.phase_start("decode", len(train_ds) + len(val_ds))
+        threads = config.threads or os.cpu_count() or 1
+        train_ds.preload(threads, reporter.phase_advance)
+        val_ds.preload(threads, reporter.phase_advance)
+        reporter.phase_end()
+    return RunData(
+        train_ds,
+        val_ds,
+        np.asarray(val_ids),
+        val_names,
+        pools,
+        reals,
+        fakes,
+        weights,
+        described,
+    )
+
+
+def selection_score(per_source: dict[str, dict[str, Any]], rule: str) -> float:
+    """The number ``best`` is chosen by: the ``min`` or ``mean`` of the per-source validation
+    AUCs, or one source's AUC (sources holding one class have no AUC and are skipped)."""
+    if rule in per_source:
+        auc = per_source[rule]["auc"]
+        return -math.inf if auc is None else float(auc)
+    aucs = [v["auc"] for v in per_source.values() if v["auc"] is not None]
+    if not aucs:
+        return -math.inf
+    return float(min(aucs) if rule == "min" else np.mean(aucs))
+
+
+def _validate(
+    model: MesoNet,
+    data: RunData,
+    config: TrainConfig,
+    reporter: TrainReporter,
+    epoch: int,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Validation on every source: (row fields, labels, probabilities)."""
+    threads = 0 if data.val.fully_cached else config.workers
+    batches = iter_batches(data.val, range(len(data.val)), config.batch_size, threads)
+    reporter.phase_start("val", len(data.val), epoch)
+    y, z = predict(model, batches, config.precision, reporter)
+    reporter.phase_end()
+    p = _sigmoid(z)
+    pooled = compute_metrics(y, p)
+    per_source = {}
+    for i, name in enumerate(data.val_names):
+        mask = data.val_ids == i
+        m = compute_metrics(y[mask], p[mask])
+        per_source[name] = {
+            "auc": _round(m["auc"]),
+            "acc": _round(m["accuracy"]),
+            "n": int(mask.sum()),
+        }
+    aucs = [v["auc"] for v in per_source.values() if v["auc"] is not None]
+    fields = {
+        "val_loss": _round(_val_loss(y, z, config.loss)),
+        "val_auc": _round(pooled["auc"]),
+        "val_acc": _round(pooled["accuracy"]),
+        "val_ap": _round(pooled["ap"]),
+        "val_eer": _round(pooled["eer"]),
+        "sources": per_source,
+        "val_auc_mean": _round(float(np.mean(aucs))) if aucs else None,
+        "val_auc_min": _round(float(min(aucs))) if aucs else None,
+        "score": _round(selection_score(per_source, config.select)),
+    }
+    return fields, y, p
+
+
+SELECT_TEXT = {
+    "min": "the highest minimum of the per-source validation AUCs",
+    "mean": "the highest mean of the per-source validation AUCs",
+}
+
+
+def select_text(rule: str) -> str:
+    """The selection rule in words, for logs and model cards."""
+    return SELECT_TEXT.get(rule, f"the highest validation AUC on {rule}")
+
+
 def _card(
     config: TrainConfig,
     out_dir: Path,
-    data: Path,
-    split: DataSplit,
+    sources: Sequence[SourceSpec],
+    data: RunData,
     command: str,
     metrics: dict[str, Any],
     epoch: int,
     throughput: float,
 ) -> ModelCard:
     init = config.init or "random initialisation"
+    trained_on = [s for s in sources if not s.holdout]
+    names = ", ".join(s.label for s in trained_on)
+    held = [s.label for s in sources if s.holdout]
     return ModelCard(
         name=config.name or f"{config.arch}.{out_dir.name}",
         arch=config.arch,
         description=(
-            f"{config.arch} trained with `mesonet train` on {data.name}, "
-            f"starting from {init}; best validation AUC at epoch {epoch}."
+            f"{config.arch} trained with `mesonet train` on {names}"
+            + (f" (validated also on held-out {', '.join(held)})" if held else "")
+            + f", starting from {init}; best epoch {epoch} by {select_text(config.select)}."
         ),
         threshold=float(metrics["threshold"]),
         training={
-            "data": str(data),
-            "split": split.describe(),
+            "data": "; ".join(
+                f"{s.label}: {s.path}" + (" (held out)" if s.holdout else f" (weight {s.weight:g})")
+                for s in sources
+            ),
+            "sources": [s.to_dict() for s in sources],
+            "split": data.described,
             "command": command,
             "config": config.to_dict(),
             "seed": config.seed,
@@ -370,6 +533,8 @@ def _card(
             "init": config.init,
             "train_images_per_s": _round(throughput),
             "threshold_rule": config.threshold_rule,
+            "select": config.select,
+            "select_rule": select_text(config.select),
         },
         metrics={"split": "val", **metrics, "command": command},
         source="mesonet train",
@@ -398,7 +563,7 @@ def inherited_license(init: str) -> str:
 
 
 def train(
-    data: str | Path,
+    data: str | Path | SourceSpec | Sequence[str | Path | SourceSpec],
     out_dir: str | Path,
     config: TrainConfig | None = None,
     *,
@@ -406,15 +571,18 @@ def train(
     reporter: TrainReporter | None = None,
     command: str = "",
 ) -> TrainResult:
-    """Train ``config.arch`` on ``data`` (folder or zip), writing checkpoints to ``out_dir``.
+    """Train ``config.arch`` on ``data``, writing checkpoints to ``out_dir``.
 
+    ``data`` is a folder or zip, or several :class:`SourceSpec` (weights, held-out sources).
     With ``resume``, continue the run in ``out_dir`` from its ``last.pt`` (same epoch count,
     optimizer and scheduler state, history); otherwise ``out_dir`` must not hold a run yet.
     ``command`` is recorded in the model card. Returns where the files went and the best epoch.
     """
     config = config or TrainConfig()
     reporter = reporter or TrainReporter()
-    data, out_dir = Path(data), Path(out_dir)
+    sources = as_sources(data)
+    check_sources(sources)
+    out_dir = Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT
     ckpt: dict[str, Any] | None = None
     if resume:
@@ -423,44 +591,37 @@ def train(
             raise TrainingError(
                 f"{ckpt_path} holds a {ckpt['config']['arch']} run, not {config.arch}"
             )
+        before = [source_from_mapping(s).label for s in ckpt.get("sources", [])]
+        if before and before != [s.label for s in sources]:
+            raise TrainingError(
+                f"{ckpt_path} was trained on {', '.join(before)}; resume it with the same sources"
+            )
     elif ckpt_path.exists():
         raise TrainingError(
             f"{out_dir} already holds a training run: pass --resume to continue it, "
             "or choose another --out"
         )
-    if not data.exists():
-        raise TrainingError(f"data not found: {data}")
+    for spec in sources:
+        if not Path(spec.path).exists():
+            raise TrainingError(f"data not found: {spec.path}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _data_folder(data, config) as folder, _threads(config.threads):
-        return _run(data, folder, out_dir, config, ckpt, reporter, command)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_threads(config.threads))
+        folders = [stack.enter_context(_data_folder(Path(s.path), config)) for s in sources]
+        return _run(sources, folders, out_dir, config, ckpt, reporter, command)
 
 
 def _run(
-    data: Path,
-    folder: Path,
+    sources: Sequence[SourceSpec],
+    folders: Sequence[Path],
     out_dir: Path,
     config: TrainConfig,
     ckpt: dict[str, Any] | None,
     reporter: TrainReporter,
     command: str,
 ) -> TrainResult:
-    split = find_dataset(folder, config.val_fraction, config.seed)
-    split.train = subsample(split.train, config.max_train, config.seed)
-    split.val = subsample(split.val, config.max_val, config.seed + 1)
-    described = split.describe()
-    reporter.message(
-        f"data: {split.layout}; train {described['train']['total']} images "
-        f"({described['train']['real']} real, {described['train']['fake']} fake), "
-        f"validation {described['val']['total']}"
-    )
-    train_ds = FaceDataset(split.train, build_augment(config.augment), config.cache)
-    val_ds = FaceDataset(split.val, None, config.cache)
-    if config.cache:
-        reporter.phase_start("decode", len(train_ds) + len(val_ds))
-        threads = config.threads or os.cpu_count() or 1
-        train_ds.preload(threads, reporter.phase_advance)
-        val_ds.preload(threads, reporter.phase_advance)
-        reporter.phase_end()
+    data = load_run_data(sources, folders, config, reporter)
+    reporter.message(f"best epoch: {select_text(config.select)}")
 
     _seed_everything(config.seed)  # the initial weights depend on the seed alone
     model = initial_model(config) if ckpt is None else create_model(config.arch)
@@ -475,13 +636,8 @@ def _run(
         threshold_mode="abs",
         min_lr=config.min_lr,
     )
-    weights = class_weights(train_ds.labels, config.balance)
-    val_workers = 0 if val_ds.fully_cached else config.workers
-    val_loader = _loader(
-        val_ds, config.batch_size, val_workers, SequentialSampler(val_ds), config.seed
-    )
 
-    start_epoch, step, best_auc, best_epoch, bad_epochs = 0, 0, -math.inf, 0, 0
+    start_epoch, step, best_score, best_epoch, bad_epochs = 0, 0, -math.inf, 0, 0
     best_metrics: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     if ckpt is not None:
@@ -489,22 +645,17 @@ def _run(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-        best_auc, best_epoch = float(ckpt["best_auc"]), int(ckpt["best_epoch"])
+        best_score, best_epoch = float(ckpt["best_auc"]), int(ckpt["best_epoch"])
         bad_epochs, best_metrics = int(ckpt["bad_epochs"]), dict(ckpt["best_metrics"])
         history = list(ckpt["history"])
         _set_rng_state(ckpt["rng"])
-        reporter.message(f"resuming after epoch {start_epoch} (best val AUC {best_auc:.4f})")
+        reporter.message(f"resuming after epoch {start_epoch} (best score {best_score:.4f})")
     elif config.init:
-        reporter.phase_start("val", len(val_ds), 0)
-        y, z = predict(model, val_loader, config.precision, reporter)
-        reporter.phase_end()
-        m = compute_metrics(y, _sigmoid(z))
+        fields, _, _ = _validate(model, data, config, reporter, 0)
         row = {
             "epoch": 0,
             "train_loss": None,
-            "val_loss": _round(_val_loss(y, z, config.loss)),
-            "val_auc": _round(m["auc"]),
-            "val_acc": _round(m["accuracy"]),
+            **fields,
             "lr": None,
             "note": f"initial weights {Path(config.init).name}",
         }
@@ -517,25 +668,34 @@ def _run(
     stopped_early = bad_epochs >= config.patience > 0
     done = start_epoch
     throughput = 0.0
+    title = f"{config.arch} on {', '.join(s.label for s in sources if not s.holdout)}"
     for epoch in range(start_epoch + 1, config.epochs + 1):
         if stopped_early:
             break
-        row, y, z, step, throughput = _epoch(
-            model, optimizer, train_ds, val_loader, weights, config, epoch, step, reporter
-        )
-        scores = _sigmoid(z)
-        auc = compute_metrics(y, scores)["auc"]
-        auc = -math.inf if auc is None else auc
-        scheduler.step(auc)
-        row["best"] = auc > best_auc + MIN_AUC_GAIN
+        epoch_started = time.perf_counter()
+        row, step, throughput = _train_epoch(model, optimizer, data, config, epoch, step, reporter)
+        fields, y, p = _validate(model, data, config, reporter, epoch)
+        row.update(fields)
+        row["seconds"] = _round(time.perf_counter() - epoch_started)  # training and validation
+        score = fields["score"]
+        if config.schedule == "plateau":
+            scheduler.step(score)
+        row["best"] = score > best_score + MIN_AUC_GAIN
         if row["best"]:
-            best_auc, best_epoch, bad_epochs = auc, epoch, 0
-            threshold = best_threshold(y, scores, config.threshold_rule)
-            best_metrics = compute_metrics(y, scores, threshold)
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            threshold = best_threshold(y, p, config.threshold_rule)
+            best_metrics = compute_metrics(y, p, threshold)
             best_metrics.pop("by_group", None)
             best_metrics = {k: _round(v) for k, v in best_metrics.items()}
-            best_metrics["epoch"] = epoch
-            card = _card(config, out_dir, data, split, command, best_metrics, epoch, throughput)
+            best_metrics.update(
+                epoch=epoch,
+                sources=fields["sources"],
+                score=score,
+                select=config.select,
+                val_auc_mean=fields["val_auc_mean"],
+                val_auc_min=fields["val_auc_min"],
+            )
+            card = _card(config, out_dir, sources, data, command, best_metrics, epoch, throughput)
             save_model(model, out_dir / BEST, card)
         else:
             bad_epochs += 1
@@ -551,22 +711,23 @@ def _run(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "best_auc": best_auc,
+                "best_auc": best_score,
                 "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs,
                 "best_metrics": best_metrics,
                 "history": history,
                 "config": config.to_dict(),
+                "sources": [s.to_dict() for s in sources],
                 "rng": _rng_state(),
             },
         )
         _write_jsonl(out_dir / LOG, history)
-        plot_training_curves(history, out_dir / CURVES, title=f"{config.arch} on {data.name}")
+        plot_training_curves(history, out_dir / CURVES, title=title)
         reporter.epoch_end(row)
         if stopped_early:
             reporter.message(
-                f"stopping early: no val AUC gain for {bad_epochs} epochs "
-                f"(best {best_auc:.4f} at epoch {best_epoch})"
+                f"stopping early: no gain in the selection score for {bad_epochs} epochs "
+                f"(best {best_score:.4f} at epoch {best_epoch})"
             )
     result = TrainResult(
         out_dir=out_dir,
@@ -584,6 +745,8 @@ def _run(
         "epochs_run": result.epochs_run,
         "stopped_early": stopped_early,
         "best": str(result.best_path) if result.best_path else None,
+        "select_rule": select_text(config.select),
+        "sources": [s.to_dict() for s in sources],
         "config": config.to_dict(),
         "command": command,
     }
@@ -591,34 +754,40 @@ def _run(
     return result
 
 
-def _epoch(
+def step_lr(config: TrainConfig, step: int) -> float:
+    """The paper's schedule: ``lr`` times ``lr_factor`` for every ``lr_step`` iterations done,
+    never below ``min_lr``."""
+    return max(config.lr * config.lr_factor ** (step // config.lr_step), config.min_lr)
+
+
+def _train_epoch(
     model: MesoNet,
     optimizer: torch.optim.Optimizer,
-    train_ds: FaceDataset,
-    val_loader: DataLoader,
-    weights: torch.Tensor,
+    data: RunData,
     config: TrainConfig,
     epoch: int,
     step: int,
     reporter: TrainReporter,
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray, int, float]:
-    """One epoch of training then validation: (log row, val labels, val logits, step, img/s)."""
+) -> tuple[dict[str, Any], int, float]:
+    """One epoch of training: (log row, step, images per second)."""
     started = time.perf_counter()
     seed = _epoch_seed(config.seed, epoch)
     _seed_everything(seed)
-    train_ds.reseed(seed)
-    loader = _loader(
-        train_ds,
-        config.batch_size,
-        config.workers,
-        _train_sampler(train_ds, config.balance, seed),
-        seed,
-    )
-    lr = optimizer.param_groups[0]["lr"]
+    data.train.reseed(seed)
+    indices = list(data.sampler(config, seed))
+    drawn = np.array([data.train.label(i) for i in indices], dtype=np.float32)
+    weights = class_weights(drawn, config.balance)
     model.train()
     total_loss, seen = 0.0, 0
-    reporter.phase_start("train", len(train_ds), epoch)
-    for images, labels in loader:
+    lr = optimizer.param_groups[0]["lr"]
+    reporter.phase_start("train", len(indices), epoch)
+    for images, labels in iter_batches(
+        data.train, indices, config.batch_size, config.workers, seed
+    ):
+        if config.schedule == "step":
+            lr = step_lr(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         x = to_model_input(images)
         with _autocast(config.precision):
             logits = model.logits(x)
@@ -634,22 +803,13 @@ def _epoch(
     reporter.phase_end()
     train_seconds = time.perf_counter() - started
     throughput = seen / train_seconds if train_seconds > 0 else 0.0
-
-    reporter.phase_start("val", len(val_loader.dataset), epoch)
-    y, z = predict(model, val_loader, config.precision, reporter)
-    reporter.phase_end()
-    m = compute_metrics(y, _sigmoid(z))
     row = {
         "epoch": epoch,
         "train_loss": _round(total_loss / max(seen, 1)),
-        "val_loss": _round(_val_loss(y, z, config.loss)),
-        "val_auc": _round(m["auc"]),
-        "val_acc": _round(m["accuracy"]),
-        "val_ap": _round(m["ap"]),
-        "val_eer": _round(m["eer"]),
+        "synthetic": int(np.sum(np.asarray(indices) >= len(data.train))),
         "lr": lr,
         "step": step,
-        "seconds": _round(time.perf_counter() - started),
+        "seconds": train_seconds,
         "images_per_s": _round(throughput),
     }
-    return row, y, z, step, throughput
+    return row, step, throughput

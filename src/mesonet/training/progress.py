@@ -44,6 +44,13 @@ def format_row(row: dict[str, Any]) -> str:
         f"val loss {num('val_loss', '.4f')}, val AUC {num('val_auc', '.4f')}, "
         f"val acc {num('val_acc', '.4f')}"
     )
+    sources = row.get("sources") or {}
+    if len(sources) > 1:
+        per = ", ".join(
+            f"{name} {'-' if v.get('auc') is None else format(v['auc'], '.3f')}"
+            for name, v in sources.items()
+        )
+        line += f"; AUC by source: {per} (min {num('val_auc_min', '.3f')})"
     if row.get("lr") is not None:
         line += f", lr {row['lr']:.0e}, {num('images_per_s', '.1f')} img/s, "
         line += f"{num('seconds', '.0f')} s"
