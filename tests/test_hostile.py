@@ -362,3 +362,114 @@ def test_non_finite_model_output_becomes_an_error_record(corpus, model_path, tmp
     body, headers = multipart(b"good.png", png_bytes())
     answer = client.post("/api/v1/detect", content=body, headers=headers)
     assert answer.status_code == 422 and "non-finite" in answer.json()["detail"]
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _cli(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run ``mesonet argv`` through main(): exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["mesonet", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def _one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def zero_link(tmp_path) -> Path:
+    link = tmp_path / "zero.jsonl"
+    link.symlink_to("/dev/zero")
+    return link
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "table"])
+def test_predict_bad_outputs_one_line(fmt, corpus, model_path, tmp_path, monkeypatch, capsys):
+    root, _ = corpus
+    base = [
+        "predict",
+        str(root / "good.png"),
+        "--model",
+        str(model_path),
+        *FAST,
+        "-f",
+        fmt,
+        "-o",
+    ]
+    for target, code, words in (
+        (tmp_path, 2, "is a folder"),
+        ("/sys/mesonet-test/out.jsonl", 2, "cannot"),
+        ("/proc/version", 1, "could not write"),  # opens, then EIO
+        ("/dev/full", 1, "No space left on device"),
+    ):
+        status, out, err = _cli([*base, str(target)], monkeypatch, capsys)
+        assert status == code, (target, err)
+        assert words in _one_line_error(err) and str(target) in err, (target, err)
+
+
+def test_scan_refuses_outputs_that_are_not_regular_files(
+    model_path, corpus, zero_link, tmp_path, monkeypatch, capsys
+):
+    root, _ = corpus
+    base = ["scan", str(root / "good.png"), "--model", str(model_path), "--faces", "none"]
+    folder = tmp_path / "media"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(png_bytes())
+    base[1] = str(folder)
+    parquet_link = tmp_path / "zero.parquet"
+    parquet_link.symlink_to("/dev/zero")
+    full_link = tmp_path / "full.jsonl"
+    full_link.symlink_to("/dev/full")
+    for target, words in (
+        (zero_link, "not a regular file"),
+        (parquet_link, "not a regular file"),
+        (full_link, "not a regular file"),
+        (tmp_path / "dir.jsonl", "is a folder"),
+        (Path("/sys/mesonet-test/out.jsonl"), "cannot"),
+    ):
+        if target.name == "dir.jsonl":
+            target.mkdir()
+        start = time.monotonic()
+        status, out, err = _cli([*base, "-o", str(target)], monkeypatch, capsys)
+        assert status == 2 and time.monotonic() - start < 30, (target, err)
+        assert words in _one_line_error(err), (target, err)
+    journal_target = tmp_path / "j.parquet"
+    Path(str(journal_target) + ".journal.jsonl").symlink_to("/dev/zero")
+    status, _, err = _cli([*base, "-o", str(journal_target)], monkeypatch, capsys)
+    assert status == 2 and "not a regular file" in _one_line_error(err)
+
+
+def test_scan_root_must_be_a_folder(model_path, tmp_path, monkeypatch, capsys):
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("a.png\n")
+    for root in (tmp_path / "nowhere", manifest):
+        argv = ["scan", str(manifest), "-o", str(tmp_path / "o.jsonl"), "--root", str(root)]
+        status, _, err = _cli([*argv, "--model", str(model_path)], monkeypatch, capsys)
+        assert status == 2 and "not an existing folder" in _one_line_error(err)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_evaluate_report_bad_folder_refused_before_work(model_path, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    for label in ("real", "fake"):
+        (data / label).mkdir(parents=True)
+        (data / label / "a.png").write_bytes(png_bytes())
+    base = ["evaluate", str(data), "--model", str(model_path), *FAST, "--report"]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for target, words in (
+        (a_file, "not a folder"),
+        ("/dev/full", "not a folder"),
+        ("/sys/mesonet-test/report", "cannot write"),
+        ("/proc/mesonet-report", "cannot write"),
+    ):
+        status, out, err = _cli([*base, str(target)], monkeypatch, capsys)
+        assert status == 2 and out == "", (target, err)
+        assert words in _one_line_error(err), (target, err)

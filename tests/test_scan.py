@@ -330,3 +330,75 @@ def test_ray_engine_resumes_after_interruption(
         )
     assert (summary.skipped, summary.written, summary.lost) == (2, 6, [])
     _assert_same(list(read_records(out)), baseline)
+
+
+# --------------------------------------------------------------------------- Parquet merge
+
+
+@pytest.fixture
+def pngs(tmp_path) -> Path:
+    """Twelve small PNGs made here (no ../shared needed), split in two folders."""
+    import numpy as np
+
+    for n in range(12):
+        folder = tmp_path / "media" / ("a" if n < 6 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        image = np.random.default_rng(n).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{n}.png"), image)
+    return tmp_path / "media"
+
+
+def test_parquet_merge_is_idempotent_after_a_kill_before_the_journal_is_removed(
+    pngs, served_model, tmp_path, monkeypatch
+):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "out.parquet"
+    journal = journal_path(out)
+    real_unlink = Path.unlink
+
+    def killed_before_unlink(self, *args, **kwargs):  # the merge's rename done, then SIGKILL
+        if self == journal:
+            return None
+        return real_unlink(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "unlink", killed_before_unlink)
+        first = scan(pngs, out, model=served_model, recursive=True, faces="none")
+    assert first.written == 12 and journal.exists()
+    rerun = scan(pngs, out, model=served_model, recursive=True, faces="none")
+    assert rerun.written == 0 and not journal.exists()
+    records = list(read_records(out))
+    assert len(records) == 12 and len(_by_path(records)) == 12
+    again = scan(pngs, out, model=served_model, recursive=True, faces="none")
+    assert again.written == 0 and len(list(read_records(out))) == 12
+
+
+def test_parquet_scan_started_during_a_merge_loses_nothing(
+    pngs, served_model, tmp_path, monkeypatch
+):
+    """A second scan while the first merges: refused, or its records reach the file."""
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "out.parquet"
+    real_replace = os.replace
+    second: list[object] = []
+    started: list[bool] = []
+
+    def replace_during_second_scan(src, dst, *args, **kwargs):
+        if Path(dst) == out and not started:
+            started.append(True)
+            try:
+                second.append(scan(pngs / "b", out, model=served_model, faces="none"))
+            except MesonetError as exc:
+                second.append(exc)
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace_during_second_scan)
+    first = scan(pngs / "a", out, model=served_model, faces="none")
+    assert first.written == 6 and len(second) == 1
+    paths = {r["path"] for r in read_records(out)}
+    if isinstance(second[0], MesonetError):
+        assert "another scan" in str(second[0])
+        assert len(paths) == 6
+    else:
+        assert second[0].written == 6 and len(paths) == 12, "the second scan's records were lost"
+    assert not journal_path(out).exists()

@@ -668,7 +668,7 @@ def main() -> None:
 
         message = escape(safe_text(" ".join(str(exc).split())))  # one line, never markup
         err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))  # OutputError: 1 when writing failed
 
 
 if __name__ == "__main__":

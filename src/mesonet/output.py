@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from mesonet.destinations import GuardedFile, open_output
 from mesonet.inputs import Limits, discover
 from mesonet.pipeline import Detector
 from mesonet.results import MediaResult, csv_header, safe_text, to_csv_line
@@ -69,7 +70,12 @@ def write_results(
     out: Console,
     err: Console,
 ) -> int:
-    """Analyse every input, stream its record in ``fmt`` and return how many failed."""
+    """Analyse every input, stream its record in ``fmt`` and return how many failed.
+
+    ``output`` is opened before any input is analysed: an unusable one raises
+    :class:`~mesonet.destinations.OutputError` (exit code 2), a failure while writing one
+    with exit code 1.
+    """
     items = list(discover(paths, recursive=recursive, limits=limits))
     if not items:
         err.print("[yellow]no images or videos found in the given paths[/]")
@@ -77,12 +83,12 @@ def write_results(
     collected: list[MediaResult] = []
     with ExitStack() as stack:
         stream: TextIO | None = None
+        target: GuardedFile | None = None
+        if output is not None:
+            handle = open_output(output, "w", "results file", encoding="utf-8", newline="")
+            target = stack.enter_context(GuardedFile(handle, output, "results file"))
         if fmt != "table":
-            if output is not None:
-                output.parent.mkdir(parents=True, exist_ok=True)
-                stream = stack.enter_context(output.open("w", encoding="utf-8", newline=""))
-            else:
-                stream = out.file
+            stream = target if target is not None else out.file
         progress = stack.enter_context(
             Progress(
                 TextColumn("[progress.description]{task.description}"),
@@ -117,13 +123,11 @@ def write_results(
             progress.advance(task)
         if fmt == "json" and stream is not None:
             stream.write("\n]\n" if items else "]\n")
-    if fmt == "table":
-        table = _summary_table(collected, detector.threshold)
-        if output is not None:
-            with output.open("w", encoding="utf-8") as fh:
-                Console(file=fh, width=160, no_color=True).print(table)
-        else:
-            out.print(table)
+        if fmt == "table" and target is not None:
+            table = _summary_table(collected, detector.threshold)
+            Console(file=target, width=160, no_color=True).print(table)
+    if fmt == "table" and output is None:
+        out.print(_summary_table(collected, detector.threshold))
     if failed:
         err.print(f"[red]{failed} of {len(items)} inputs failed[/] (see their records)")
     return failed

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mesonet.destinations import check_output_dir, writing
 from mesonet.errors import MesonetError
 from mesonet.evaluation.metrics import compute_metrics, group_of
 from mesonet.evaluation.report import write_report
@@ -83,6 +84,8 @@ def evaluate(
     with the metrics of each. ``on_result(result, total)`` is called as files finish.
     """
     labelled = collect_labelled(data, limits)
+    if report_dir is not None:  # an unusable folder is refused before the work, not after
+        check_output_dir(report_dir, "report folder")
     results: list[MediaResult] = []
     for result in detector.predict_items(lab.item for lab in labelled):
         results.append(result)
@@ -101,16 +104,17 @@ def evaluate(
             metrics[key] = _metrics_for([p[0] for p in pairs], [p[1] for p in pairs], threshold)
     if report_dir is not None:
         scored = [(lab, r) for lab, r in zip(labelled, results, strict=True) if r.status == "ok"]
-        write_report(
-            report_dir,
-            metrics,
-            [lab.label for lab, _ in scored],
-            [r.fake_probability for _, r in scored],
-            [r.path for _, r in scored],
-            load_face=_face_loader({r.path: r for _, r in scored}, detector),
-            title=f"mesonet evaluation: {detector.model_name} on {Path(data).name}",
-            threshold=threshold,
-        )
+        with writing(report_dir, "report"):
+            write_report(
+                report_dir,
+                metrics,
+                [lab.label for lab, _ in scored],
+                [r.fake_probability for _, r in scored],
+                [r.path for _, r in scored],
+                load_face=_face_loader({r.path: r for _, r in scored}, detector),
+                title=f"mesonet evaluation: {detector.model_name} on {Path(data).name}",
+                threshold=threshold,
+            )
     return metrics
 
 

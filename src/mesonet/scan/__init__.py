@@ -112,6 +112,8 @@ def scan(
         raise MesonetError("address is for the ray engine (a Ray cluster to join)")
     output = Path(output)
     output_format(output)
+    if root is not None and not Path(root).is_dir():
+        raise MesonetError(f"root {root} is not an existing folder")
     if "annotate_dir" in detector_options:
         raise MesonetError("a scan writes records only; use `mesonet predict --annotate`")
     spec = DetectorSpec.create(model, **detector_options)

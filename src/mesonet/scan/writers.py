@@ -8,7 +8,9 @@ analysed again), so the file never holds a half record followed by more data.
 beside it (``OUT.journal.jsonl``, same rules) while the scan runs; when the scan ends, even
 by an exception or Ctrl+C, the journal is merged into ``OUT`` (written to a temporary file,
 then renamed over it) and removed. A killed scan leaves the journal, which the next run
-reads and merges.
+reads and merges. The merge keeps one record per path (the journal's when both hold one),
+so a kill between the rename and the journal's removal duplicates nothing, and the lock is
+held until the journal is gone, so a scan started meanwhile cannot write to a removed file.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import contextlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from mesonet.destinations import OutputError, check_output_file, writing
 from mesonet.errors import MesonetError
 
 try:  # advisory lock against two scans appending to one file (POSIX only)
@@ -69,10 +73,27 @@ def _complete_end(fh: IO[bytes]) -> int:
     return 0
 
 
+def _regular_or_missing(path: Path) -> bool:
+    """True for a regular file, False for a missing one; ``OutputError`` for anything else
+    (a device or a pipe would be read without end)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise OutputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise OutputError(
+            f"{path} is not a regular file (a folder, device, pipe or socket): "
+            "give a new file or a regular one"
+        )
+    return True
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     """The records of a JSON Lines file; a last line without its newline (a write cut
     short) and lines that are not JSON objects are skipped."""
-    if not path.exists():
+    if not _regular_or_missing(path):
         return
     with path.open("rb") as fh:
         end = _complete_end(fh)
@@ -111,42 +132,71 @@ class JsonlWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+b")  # created if missing; r+ semantics below via seek
+        self.path = check_output_file(path, "results file", regular_only=True)
+        for _ in range(10):
+            fh = self._open()
+            try:
+                if fcntl is not None:
+                    try:
+                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError as exc:
+                        raise MesonetError(
+                            f"{self.path} is being written by another scan; wait for it or "
+                            "choose another output"
+                        ) from exc
+                if not self._still_at_path(fh):
+                    fh.close()  # removed (a merged journal) while we waited: open it anew
+                    continue
+                with writing(self.path, "results file"):
+                    end = _complete_end(fh)
+                    if end != fh.seek(0, os.SEEK_END):
+                        fh.truncate(end)  # the unfinished line of a killed run
+            except BaseException:
+                fh.close()
+                raise
+            self._fh = fh
+            return
+        raise MesonetError(f"{self.path} keeps being replaced by another scan; try again")
+
+    def _open(self) -> IO[bytes]:
         try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError as exc:
-                    raise MesonetError(
-                        f"{self.path} is being written by another scan; wait for it or "
-                        "choose another output"
-                    ) from exc
-            end = _complete_end(fh)
-            if end != fh.seek(0, os.SEEK_END):
-                fh.truncate(end)  # the unfinished line of a killed run
-        except BaseException:
-            fh.close()
-            raise
-        self._fh = fh
+            return self.path.open("a+b")  # created if missing; r+ semantics below via seek
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the results file {self.path}: {exc.strerror or exc}"
+            ) from None
+
+    def _still_at_path(self, fh: IO[bytes]) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fh.fileno()), os.stat(self.path))
+        except FileNotFoundError:
+            return False
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         """Append ``records`` and flush them to the operating system."""
         if not records:
             return
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        self._fh.write(data.encode("utf-8"))
-        self._fh.flush()
+        with writing(self.path, "results file"):
+            self._fh.write(data.encode("utf-8"))
+            self._fh.flush()
+
+    def sync(self) -> None:
+        """Flush to disk, keeping the file (and its lock)."""
+        with writing(self.path, "results file"):
+            self._fh.flush()
+            with contextlib.suppress(OSError):
+                os.fsync(self._fh.fileno())
 
     def close(self) -> None:
-        """Flush to disk and release the file."""
+        """Flush to disk and release the file (and its lock)."""
         if self._fh.closed:
             return
-        self._fh.flush()
-        with contextlib.suppress(OSError):
-            os.fsync(self._fh.fileno())
-        self._fh.close()
+        try:
+            self.sync()
+        finally:
+            with contextlib.suppress(OSError):
+                self._fh.close()
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -161,7 +211,8 @@ class JsonlWriter:
 def _pyarrow() -> Any:
     try:
         import pyarrow
-        import pyarrow.parquet  # noqa: F401 - the submodule is used through `pyarrow`
+        import pyarrow.compute
+        import pyarrow.parquet  # noqa: F401 - the submodules are used through `pyarrow`
     except ImportError as exc:
         raise MesonetError(PARQUET_HINT) from exc
     return pyarrow
@@ -245,7 +296,7 @@ def records_table(records: Iterable[dict[str, Any]]) -> Any:
 def read_parquet(path: Path, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
     """The records of a Parquet output (only ``columns`` when given, as they are stored)."""
     pa = _pyarrow()
-    if not path.exists():
+    if not _regular_or_missing(path):
         return
     try:
         table = pa.parquet.read_table(path, columns=list(columns) if columns else None)
@@ -256,31 +307,59 @@ def read_parquet(path: Path, columns: Sequence[str] | None = None) -> Iterator[d
             yield row if columns else record_from_row(row)
 
 
+def _last_per_path(table: Any) -> Any:
+    """``table`` with one row per path, the last (repairs files an older merge duplicated)."""
+    paths = table["path"].to_pylist()
+    last = {path: i for i, path in enumerate(paths)}
+    if len(last) == len(paths):
+        return table
+    return table.take(sorted(last.values()))
+
+
 class ParquetWriter:
     """Records to a journal while the scan runs; merged into the Parquet file on close."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         _pyarrow()  # fail before any work when pyarrow is missing
-        self.path = Path(path)
+        self.path = check_output_file(path, "results file", regular_only=True)
         self._journal = JsonlWriter(journal_path(self.path))
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         self._journal.write(records)
 
     def close(self) -> None:
-        """Merge the journal into the Parquet file (atomically) and remove it."""
+        """Merge the journal into the Parquet file (atomically) and remove it.
+
+        Idempotent: a path the journal holds replaces the Parquet file's record of it. The
+        journal's lock is held until the journal is removed.
+        """
+        try:
+            self._merge()
+        finally:
+            self._journal.close()
+
+    def _merge(self) -> None:
         pa = _pyarrow()
-        self._journal.close()
         journal = self._journal.path
-        new = list(read_jsonl(journal))
+        self._journal.sync()
+        new = list({r["path"]: r for r in read_jsonl(journal)}.values())  # the last per path
         if new or not self.path.exists():
             table = records_table(new)
-            if self.path.exists():
-                old = pa.parquet.read_table(self.path).cast(table.schema)
-                table = pa.concat_tables([old, table])
             temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            pa.parquet.write_table(table, temporary)
-            os.replace(temporary, self.path)
+            with writing(self.path, "results file"):
+                if self.path.exists():
+                    old = _last_per_path(pa.parquet.read_table(self.path).cast(table.schema))
+                    if new:
+                        fresh = pa.array(sorted(r["path"] for r in new), pa.string())
+                        keep = pa.compute.invert(pa.compute.is_in(old["path"], value_set=fresh))
+                        old = old.filter(keep)
+                    table = pa.concat_tables([old, table])
+                try:
+                    pa.parquet.write_table(table, temporary)
+                    os.replace(temporary, self.path)
+                except BaseException:
+                    temporary.unlink(missing_ok=True)
+                    raise
         journal.unlink(missing_ok=True)
 
     def __enter__(self) -> ParquetWriter:
