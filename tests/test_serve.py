@@ -345,3 +345,177 @@ def test_cli_serve_rejects_bad_options():
     assert result.exit_code == 2
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0 and "--max-upload-mb" in result.output
+
+
+# --------------------------------------------------------------------------- hostile clients
+
+
+def run_asgi_stalling(app, chunks: list[bytes], headers: dict, pause_s: float | None):
+    """Call the ASGI app with a body sent as ``chunks``, then nothing (``pause_s`` None) or
+    one more empty chunk every ``pause_s``: the status and the seconds it took."""
+    sent: list[dict] = []
+    read = 0
+
+    async def receive() -> dict:
+        nonlocal read
+        read += 1
+        if read <= len(chunks):
+            return {"type": "http.request", "body": chunks[read - 1], "more_body": True}
+        if pause_s is None:
+            await asyncio.sleep(3600)  # a client that stopped mid-body
+        await asyncio.sleep(pause_s)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": DETECT,
+        "raw_path": DETECT.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    start = time.monotonic()
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    start_message = next(m for m in sent if m["type"] == "http.response.start")
+    return start_message, time.monotonic() - start
+
+
+def test_stalled_upload_gets_408_after_the_idle_timeout(served_model, tmp_path):
+    folder = tmp_path / "up"
+    app = create_app(served_model, tmp_dir=folder, read_idle_s=0.5)
+    body, headers = multipart("clip.mp4", bytes(100_000))
+    message, seconds = run_asgi_stalling(app, [body[:5000]], headers, pause_s=None)
+    assert message["status"] == 408 and 0.4 < seconds < 5
+    assert (b"connection", b"close") in message["headers"]
+    assert list(folder.iterdir()) == []
+
+
+def test_trickling_upload_gets_408_after_the_total_timeout(served_model, tmp_path):
+    folder = tmp_path / "up"
+    app = create_app(served_model, tmp_dir=folder, read_idle_s=0.5, read_total_s=1.0)
+    body, headers = multipart("clip.mp4", bytes(100_000))
+    message, seconds = run_asgi_stalling(app, [body[:5000]], headers, pause_s=0.05)
+    assert message["status"] == 408 and 0.9 < seconds < 5
+    assert list(folder.iterdir()) == []
+
+
+def test_uploads_over_the_cap_get_503_at_once(served_model, tmp_path):
+    folder = tmp_path / "up"
+    app = create_app(served_model, tmp_dir=folder, read_idle_s=1.0, max_uploads=2)
+    body, headers = multipart("clip.mp4", bytes(100_000))
+
+    async def both() -> list[tuple[int, float]]:
+        results = []
+
+        async def one(delay: float) -> None:
+            await asyncio.sleep(delay)
+            start = time.monotonic()
+            sent: list[dict] = []
+            first = True
+
+            async def receive() -> dict:
+                nonlocal first
+                if first:
+                    first = False
+                    return {"type": "http.request", "body": body[:5000], "more_body": True}
+                await asyncio.sleep(3600)
+
+            async def send(message: dict) -> None:
+                sent.append(message)
+
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "POST",
+                "path": DETECT,
+                "raw_path": DETECT.encode(),
+                "query_string": b"",
+                "root_path": "",
+                "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+            }
+            await app(scope, receive, send)
+            status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+            results.append((status, time.monotonic() - start))
+
+        await asyncio.gather(one(0), one(0), one(0.2))
+        return results
+
+    results = asyncio.run(asyncio.wait_for(both(), 30))
+    assert sorted(status for status, _ in results) == [408, 408, 503]
+    assert next(seconds for status, seconds in results if status == 503) < 0.5
+    assert list(folder.iterdir()) == []
+
+
+def test_stalled_client_on_a_real_socket_is_answered_and_disconnected(served_model, tmp_path):
+    """Through uvicorn: the stalled connection is answered 408 and closed by the server."""
+    import socket
+
+    import uvicorn
+
+    app = create_app(served_model, tmp_dir=tmp_path / "up", read_idle_s=0.5)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        body, headers = multipart("clip.mp4", bytes(100_000))
+        head = (
+            f"POST {DETECT} HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['content-type']}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(head + body[:5000])
+            start = time.monotonic()
+            answer = b""
+            while chunk := sock.recv(65536):  # ends when the server closes the connection
+                answer += chunk
+            assert time.monotonic() - start < 5
+        assert answer.startswith(b"HTTP/1.1 408") and b"stalled" in answer
+        assert list((tmp_path / "up").iterdir()) == []
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_long_boundary_is_400_without_a_server_error(served_model, tmp_path, caplog):
+    app = create_app(served_model, tmp_dir=tmp_path / "up")
+    body, headers = multipart("a.png", b"\x89PNG\r\n\x1a\n", boundary="b" * 300)
+    with caplog.at_level("ERROR"), TestClient(app) as client:
+        response = client.post(DETECT, content=body, headers=headers)
+    assert_error(response, 400, "boundary")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_repeated_fields_are_counted_and_reading_stops(served_model, tmp_path):
+    folder = tmp_path / "up"
+    app = create_app(served_model, tmp_dir=folder)
+    part = b'--b0undary\r\nContent-Disposition: form-data; name="frames"\r\n\r\n7\r\n'
+    body = part * 300_000 + b"--b0undary--\r\n"  # ~19 MB, under the upload limit
+    headers = {"content-type": "multipart/form-data; boundary=b0undary"}
+    status, read, total = run_asgi(app, body, headers)
+    assert status == 422 and read < 5 < total
+    assert list(folder.iterdir()) == []
+
+
+def test_security_headers_on_page_and_api(client):
+    for path in ("/", "/docs", "/static/app.js", "/healthz", "/api/v1/models"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["x-frame-options"] == "DENY", path
+        policy = headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "default-src 'self'" in policy, path
+        assert "unsafe-inline" not in policy
+    assert client.post(DETECT).headers["x-frame-options"] == "DENY"

@@ -78,6 +78,7 @@ def browser(tmp_path_factory):
         f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     yield driver
@@ -124,6 +125,15 @@ def screenshot(driver, folder: Path, name: str) -> Path:
     return path
 
 
+def csp_violations(driver) -> list[str]:
+    """Console messages of the page that say the Content-Security-Policy blocked something."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+
+
 def verdict(driver) -> str:
     return driver.find_element(By.ID, "verdict-text").text
 
@@ -144,6 +154,7 @@ def test_image_upload_shows_verdict_and_boxes(browser, server, face_media, shots
     assert browser.find_element(By.ID, "timeline-box").get_attribute("hidden") is not None
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery img")) == 1
     assert no_horizontal_scroll(browser)
+    assert csp_violations(browser) == []
     name = "desktop" if size == DESKTOP else "phone"
     screenshot(browser, shots, f"image-{name}")
 
@@ -170,6 +181,7 @@ def test_video_upload_shows_frame_timeline_and_gallery(
     assert svg.find_elements(By.CSS_SELECTOR, "line.threshold")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery img")) >= 10
     assert no_horizontal_scroll(browser)
+    assert csp_violations(browser) == []  # the page lives within its own policy
     if key == "webm":
         name = "desktop" if size == DESKTOP else "phone"
         screenshot(browser, shots, f"video-{name}")

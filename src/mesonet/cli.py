@@ -630,6 +630,18 @@ def serve_command(
     max_in_flight: Annotated[
         int, typer.Option(help="Analyses running at once; more wait, then get 503.")
     ] = 2,
+    max_uploads: Annotated[
+        int,
+        typer.Option(help="Uploads received at once; more are answered 503 at once."),
+    ] = 32,
+    read_idle_s: Annotated[
+        float,
+        typer.Option(help="Drop an upload (408) that sends nothing for this many seconds."),
+    ] = 30.0,
+    read_total_s: Annotated[
+        float,
+        typer.Option(help="Drop an upload (408) still arriving after this many seconds."),
+    ] = 600.0,
     trust_unverified: TrustOption = False,
 ) -> None:
     """Run the web service: a page at / and the API at /api/v1/detect (docs at /docs)."""
@@ -643,11 +655,19 @@ def serve_command(
         raise typer.BadParameter("must be positive", param_hint="--max-upload-mb")
     if max_in_flight < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--max-in-flight")
+    if max_uploads < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--max-uploads")
+    for value, name in ((read_idle_s, "--read-idle-s"), (read_total_s, "--read-total-s")):
+        if not value > 0:
+            raise typer.BadParameter("must be positive", param_hint=name)
     web = create_app(
         model,
         max_upload_mb=max_upload_mb,
         max_in_flight=max_in_flight,
         trust_unverified=trust_unverified,
+        max_uploads=max_uploads,
+        read_idle_s=read_idle_s,
+        read_total_s=read_total_s,
     )
     shown = f"[{host}]" if ":" in host else host
     err.print(f"mesonet serving on http://{shown}:{port}/ (API docs at /docs); Ctrl+C stops")

@@ -36,7 +36,13 @@ from starlette.staticfiles import StaticFiles
 from mesonet.aggregate import AGGREGATIONS
 from mesonet.media import media_kind
 from mesonet.serve.extras import annotated_extra
-from mesonet.serve.upload import Upload, UploadError, receive_upload
+from mesonet.serve.upload import (
+    READ_IDLE_S,
+    READ_TOTAL_S,
+    Upload,
+    UploadError,
+    receive_upload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,21 @@ API = "/api/v1"
 MAX_FRAMES = 300
 """Most frames a request may ask for (the CLI's default is 32)."""
 INCLUDES = ("crops",)
+MAX_UPLOADS = 32
+"""Default: uploads received at once; more are answered 503 at once (each holds a
+connection, a descriptor and a temporary file while it arrives)."""
+SECURITY_HEADERS = {
+    # the page loads only its own scripts, styles and fonts; pictures are its own or data: URLs
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "media-src 'self' blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class ErrorBody(BaseModel):
@@ -130,7 +151,18 @@ class Service:
         max_in_flight: int,
         queue_timeout_s: float,
         tmp_dir: Path | None,
+        read_idle_s: float = READ_IDLE_S,
+        read_total_s: float = READ_TOTAL_S,
+        max_uploads: int = MAX_UPLOADS,
     ) -> None:
+        if not (read_idle_s > 0 and read_total_s > 0):
+            raise ValueError("read_idle_s and read_total_s must be positive")
+        if max_uploads < 1:
+            raise ValueError(f"max_uploads must be at least 1, not {max_uploads}")
+        self.read_idle_s = read_idle_s
+        self.read_total_s = read_total_s
+        self.max_uploads = max_uploads
+        self.receiving = 0
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         if not max_upload_mb > 0:
@@ -246,6 +278,29 @@ class Service:
         return await asyncio.shield(future)
 
 
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every response (pure ASGI, so the
+    upload's body still streams to the handler)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _static_dir() -> Path:
     return Path(str(resources.files("mesonet.serve") / "static"))
 
@@ -259,6 +314,9 @@ def create_app(
     detector_factory: Callable[[], Any] | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
     trust_unverified: bool = False,
+    read_idle_s: float = READ_IDLE_S,
+    read_total_s: float = READ_TOTAL_S,
+    max_uploads: int = MAX_UPLOADS,
 ) -> FastAPI:
     """The FastAPI app serving ``model`` (a bundled name, a path, a loaded model or None).
 
@@ -272,6 +330,9 @@ def create_app(
             removed when the app shuts down.
         trust_unverified: serve weights whose card carries no sha256 (refused otherwise);
             every record then names the model ``"<name> (unverified)"``.
+        read_idle_s: an upload that sends nothing for this long gets 408 (connection closed).
+        read_total_s: an upload still arriving after this long gets 408.
+        max_uploads: uploads received at once; more get 503 at once.
     """
     if detector_factory is None:
         from mesonet.models import load_model
@@ -292,6 +353,9 @@ def create_app(
         max_in_flight,
         queue_timeout_s,
         Path(tmp_dir) if tmp_dir is not None else None,
+        read_idle_s,
+        read_total_s,
+        max_uploads,
     )
 
     @contextlib.asynccontextmanager
@@ -313,14 +377,16 @@ def create_app(
     )
     app.state.service = service
     _add_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
     errors = {
         code: {"model": ErrorBody, "description": text}
         for code, text in (
             (400, "Malformed multipart body."),
+            (408, "The upload stalled or took too long (read timeouts)."),
             (413, "The file is over the upload limit."),
             (415, "Not an image or video (or not sent as multipart/form-data)."),
             (422, "Undecodable file (the record's error) or invalid form values."),
-            (503, "All workers busy for longer than the queue timeout."),
+            (503, "All workers busy for longer than the queue timeout, or too many uploads."),
         )
     }
 
@@ -342,12 +408,29 @@ def create_app(
         record's error as ``detail``.
         """
         extras = parse_include(include)
+        if service.receiving >= service.max_uploads:
+            raise ServiceError(
+                503,
+                f"the server is receiving {service.max_uploads} uploads already: "
+                "try again in a minute",
+                headers={"Retry-After": "30", "Connection": "close"},
+            )
+        service.receiving += 1
         try:
-            upload = await receive_upload(request, service.tmp_dir, service.max_bytes)
+            upload = await receive_upload(
+                request,
+                service.tmp_dir,
+                service.max_bytes,
+                idle_s=service.read_idle_s,
+                total_s=service.read_total_s,
+            )
         except UploadError as exc:
-            raise ServiceError(exc.status_code, exc.detail) from None
+            # the rest of the body is not read: the connection cannot serve another request
+            raise ServiceError(exc.status_code, exc.detail, {"Connection": "close"}) from None
         except ClientDisconnect:
             raise ServiceError(400, "the client disconnected during the upload") from None
+        finally:
+            service.receiving -= 1
         try:
             options = parse_options(upload.fields)
             kind = media_kind(upload.path)
@@ -385,6 +468,10 @@ def create_app(
             "max_upload_mb": service.max_upload_mb,
             "max_in_flight": service.max_in_flight,
             "in_flight": service.in_flight,
+            "max_uploads": service.max_uploads,
+            "receiving": service.receiving,
+            "read_idle_s": service.read_idle_s,
+            "read_total_s": service.read_total_s,
             "max_frames": MAX_FRAMES,
             "aggregations": list(AGGREGATIONS),
         }

@@ -8,9 +8,12 @@ folder we own, and gives up (removing the file) as soon as the limit is passed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +23,18 @@ from starlette.requests import Request
 
 FILE_FIELD = "file"
 MAX_FIELDS = 16
-"""Form parts accepted besides the file (options are a handful of short values)."""
+"""Form parts accepted besides the file (options are a handful of short values); parts are
+counted, not names, so a field repeated 300,000 times stops at the 17th."""
 MAX_FIELD_BYTES = 1024
 """Longest value accepted for a text form field."""
 MULTIPART_OVERHEAD = 64 * 1024
 """Allowance for boundaries, part headers and text fields when checking Content-Length."""
+MAX_BOUNDARY = 256
+"""Longest multipart boundary accepted (RFC 2046 allows 70; python-multipart's own limit)."""
+READ_IDLE_S = 30.0
+"""Default: an upload that sends nothing for this long is dropped (408)."""
+READ_TOTAL_S = 600.0
+"""Default: an upload still arriving after this long is dropped (408)."""
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
@@ -73,6 +83,7 @@ class _Receiver:
         self.path: Path | None = None
         self.filename = ""
         self.size = 0
+        self.parts = 0
         self.finished = False
         self._file = None
         self._headers: dict[bytes, bytes] = {}
@@ -85,6 +96,9 @@ class _Receiver:
     # ------------------------------------------------------------------ callbacks
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_FIELDS + 1:
+            raise UploadError(422, f"too many form parts (at most {MAX_FIELDS} fields and a file)")
         self._headers = {}
         self._name = ""
         self._is_file = False
@@ -107,8 +121,6 @@ class _Receiver:
             raise UploadError(400, "malformed form: a part has no field name")
         self._name = options[b"name"].decode("utf-8", "replace")
         if b"filename" not in options:
-            if len(self.fields) >= MAX_FIELDS:
-                raise UploadError(422, f"too many form fields (at most {MAX_FIELDS})")
             return
         if self._name != FILE_FIELD:
             raise UploadError(422, f"unexpected file field {self._name!r}: send it as 'file'")
@@ -170,25 +182,43 @@ class _Receiver:
             self.path.unlink(missing_ok=True)
 
 
-async def receive_upload(request: Request, directory: Path, max_bytes: int) -> Upload:
+async def receive_upload(
+    request: Request,
+    directory: Path,
+    max_bytes: int,
+    *,
+    idle_s: float = READ_IDLE_S,
+    total_s: float = READ_TOTAL_S,
+) -> Upload:
     """Stream the request's multipart body: the ``file`` part to disk, other parts as text.
 
     Raises :class:`UploadError` (413 past ``max_bytes``, 415 when the body is not
-    multipart, 400/422 for malformed forms) and lets ``ClientDisconnect`` through; in
-    every failure the temporary file is already removed.
+    multipart, 400/422 for malformed forms, 408 when the client sends nothing for
+    ``idle_s`` seconds or is still sending after ``total_s``) and lets ``ClientDisconnect``
+    through; in every failure the temporary file is already removed.
     """
     kind, params = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
         raise UploadError(415, "send the file as multipart/form-data in the field 'file'")
+    if len(params[b"boundary"]) > MAX_BOUNDARY:
+        raise UploadError(400, f"malformed multipart body (boundary over {MAX_BOUNDARY} bytes)")
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > max_bytes + MULTIPART_OVERHEAD:
+    most = max_bytes + MULTIPART_OVERHEAD
+    if length.isdigit() and int(length) > most:
         raise UploadError(413, f"file too large: the limit is {limit_text(max_bytes)} per upload")
     receiver = _Receiver(directory, max_bytes)
     try:
         parser = MultipartParser(params[b"boundary"], receiver.callbacks())
-        async for chunk in request.stream():
-            if chunk:
-                parser.write(chunk)
+        received = 0
+        async with contextlib.aclosing(_timed(request.stream(), idle_s, total_s)) as chunks:
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > most:  # whatever its parts, a body this long is no upload of ours
+                    raise UploadError(
+                        413, f"file too large: the limit is {limit_text(max_bytes)} per upload"
+                    )
+                if chunk:
+                    parser.write(chunk)
         parser.finalize()
         if not receiver.finished:
             raise UploadError(400, "the upload ended early (incomplete multipart body)")
@@ -201,3 +231,38 @@ async def receive_upload(request: Request, directory: Path, max_bytes: int) -> U
         receiver.discard()
         raise
     return Upload(receiver.path, receiver.filename, receiver.size, receiver.fields)
+
+
+async def _timed(
+    chunks: AsyncIterator[bytes], idle_s: float, total_s: float
+) -> AsyncIterator[bytes]:
+    """``chunks``, raising a 408 :class:`UploadError` when the next one takes longer than
+    ``idle_s`` or the whole stream longer than ``total_s`` (a stalled client holds a
+    connection, a descriptor and a temporary file for as long as it is waited for)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + total_s
+    iterator = aiter(chunks)
+    try:
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise UploadError(408, f"upload took longer than {total_s:g} s: send it faster")
+            wait = min(idle_s, remaining)
+            try:
+                async with asyncio.timeout(wait):
+                    chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if wait < idle_s:
+                    raise UploadError(
+                        408, f"upload took longer than {total_s:g} s: send it faster"
+                    ) from None
+                raise UploadError(
+                    408, f"upload stalled: nothing received for {idle_s:g} s"
+                ) from None
+            yield chunk
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()

@@ -30,7 +30,11 @@ function el(tag, attrs = {}, text = null) {
   const node = tag.startsWith("svg:")
     ? document.createElementNS(SVG, tag.slice(4))
     : document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  for (const [k, v] of Object.entries(attrs)) {
+    // a style attribute would be blocked by the Content-Security-Policy; CSSOM is not
+    if (k === "style") node.style.cssText = v;
+    else node.setAttribute(k, v);
+  }
   if (text !== null) node.textContent = text;
   return node;
 }
