@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -164,6 +169,82 @@ def test_zip_bomb_is_refused(tmp_path: Path) -> None:
     small = _zip(tmp_path / "big.zip", {"a.png": _png(), "b.png": _png()})
     with pytest.raises(DatasetError, match="limit"):
         extract_zip(small, tmp_path / "out2", max_total_bytes=100)
+
+
+def test_zip_bomb_of_many_small_entries_is_refused(tmp_path: Path) -> None:
+    """100 entries of 1 MiB of zeros (none over the per-entry check): the total ratio."""
+    zeros = b"\0" * 1024**2
+    archive = _zip(tmp_path / "many.zip", {f"data/real/{i}.png": zeros for i in range(100)})
+    assert archive.stat().st_size < 1024**2
+    with pytest.raises(DatasetError, match="overall"):
+        extract_zip(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_zip_larger_than_the_free_space_is_refused(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from mesonet.training import data
+
+    archive = _zip(tmp_path / "ds.zip", {"data/real/a.png": _png(), "data/fake/b.png": _png()})
+    monkeypatch.setattr(data.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1000))
+    with pytest.raises(DatasetError, match="free at"):
+        extract_zip(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("folder_first", [False, True])
+def test_zip_with_a_file_and_a_folder_of_one_name_is_refused(
+    tmp_path: Path, folder_first: bool
+) -> None:
+    entries = {"train/real/x": _png(), "train/real/x/y.jpg": _png()}
+    if folder_first:
+        entries = dict(reversed(entries.items()))
+    archive = _zip(tmp_path / "clash.zip", entries)
+    with pytest.raises(DatasetError, match="'train/real/x' is both a file and a folder"):
+        extract_zip(archive, tmp_path / "out")
+    result = CliRunner().invoke(app, ["train", str(archive), "--out", str(tmp_path / "run")])
+    assert result.exit_code != 0 and isinstance(result.exception, DatasetError)
+
+
+_SLOW_EXTRACT = """
+import sys, tempfile, time
+from pathlib import Path
+from mesonet.training import data
+
+copy = data._copy_entry
+
+def slow(*args):
+    Path(sys.argv[2]).touch()  # extraction has started
+    time.sleep(0.05)
+    return copy(*args)
+
+data._copy_entry = slow
+with tempfile.TemporaryDirectory(prefix="mesonet-data-") as tmp:  # as training does
+    data.extract_zip(sys.argv[1], tmp)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_zip_extraction_leaves_nothing_behind(tmp_path: Path, signum) -> None:
+    archive = _zip(tmp_path / "ds.zip", {f"data/real/{i}.png": _png() for i in range(400)})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    started = tmp_path / "started"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_EXTRACT, str(archive), str(started)],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert list(scratch.iterdir()), "the extraction folder should exist by now"
+    proc.send_signal(signum)
+    proc.wait(30)
+    assert proc.returncode != 0
+    assert list(scratch.iterdir()) == [], "the extraction folder was left behind"
 
 
 def test_zip_of_a_dataset_is_found_inside_its_top_folder(tmp_path: Path) -> None:

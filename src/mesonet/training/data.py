@@ -14,10 +14,12 @@ N x 256 x 256 x 3 and turn into float32 [0, 1] N x 3 x 256 x 256 channels-last t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import re
 import shutil
+import signal
 import stat
 import threading
 import zipfile
@@ -82,6 +84,13 @@ class DataSplit:
 # --------------------------------------------------------------------------- safe zip
 
 
+ZIP_RATIO_FLOOR = 64 * 1024**2
+"""Below this many bytes in all, a zip's overall compression ratio is not checked (a few
+small, very compressible files are no bomb)."""
+FREE_SPACE_MARGIN = 512 * 1024**2
+"""Space left free on the disk after extracting a zip."""
+
+
 def extract_zip(
     zip_path: str | Path,
     dest: str | Path,
@@ -91,9 +100,12 @@ def extract_zip(
     """Extract ``zip_path`` into ``dest``, refusing anything unsafe; returns ``dest``.
 
     Refused (with a :class:`DatasetError`, before anything is written): entries with absolute
-    paths or ``..`` components, symbolic links, a total uncompressed size above
-    ``max_total_bytes``, and entries whose compression ratio exceeds ``max_ratio`` (zip bombs).
-    Sizes are enforced again while extracting, so lying headers do not get past.
+    paths or ``..`` components, symbolic links, a name that is both a file and a folder, a
+    total uncompressed size above ``max_total_bytes`` or above the free space at ``dest``,
+    and entries (over 1 MiB) or whole archives (over 64 MiB) compressed more than
+    ``max_ratio`` to 1 (zip bombs, however many small entries they spread over). Sizes are
+    enforced again while extracting, so lying headers do not get past. On any failure,
+    SIGTERM and Ctrl+C included, what was extracted is removed again.
     """
     zip_path, dest = Path(zip_path), Path(dest)
     try:
@@ -104,28 +116,126 @@ def extract_zip(
         raise DatasetError(f"{zip_path}: not a readable zip file ({exc})") from None
     with archive:
         infos = archive.infolist()
-        total = 0
-        for info in infos:
-            _check_entry(zip_path, info, max_ratio)
-            total += info.file_size
-        if total > max_total_bytes:
-            raise DatasetError(
-                f"{zip_path}: would extract to {total / 1e9:.1f} GB, over the "
-                f"{max_total_bytes / 1e9:.1f} GB limit (raise max_zip_bytes if it is genuine)"
-            )
-        dest.mkdir(parents=True, exist_ok=True)
-        root = dest.resolve()
-        written = 0
-        for info in infos:
-            target = (root / info.filename).resolve()
-            if not target.is_relative_to(root):
-                raise DatasetError(f"{zip_path}: entry {info.filename!r} escapes the folder")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            written += _copy_entry(archive, info, target, zip_path, max_total_bytes - written)
+        _check_archive(zip_path, infos, dest, max_total_bytes, max_ratio)
+        made_dest = not dest.exists()
+        created: list[Path] = []
+        try:
+            with _terminate_as_exit():
+                dest.mkdir(parents=True, exist_ok=True)
+                _extract_entries(archive, infos, dest.resolve(), zip_path, max_total_bytes, created)
+        except BaseException:
+            _remove(created, dest if made_dest else None)
+            raise
     return dest
+
+
+def _check_archive(
+    zip_path: Path,
+    infos: Sequence[zipfile.ZipInfo],
+    dest: Path,
+    max_total_bytes: int,
+    max_ratio: float,
+) -> None:
+    """Refuse an archive whose entries, total size or overall ratio are unsafe."""
+    files: set[str] = set()
+    folders: set[str] = set()
+    total = packed = 0
+    for info in infos:
+        _check_entry(zip_path, info, max_ratio)
+        parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        if info.is_dir():
+            folders.add("/".join(parts))
+        else:
+            files.add("/".join(parts))
+        total += info.file_size
+        packed += info.compress_size
+    clash = sorted(files & folders)
+    if clash:
+        raise DatasetError(
+            f"{zip_path}: entry {clash[0]!r} is both a file and a folder: the zip is malformed"
+        )
+    if total > max_total_bytes:
+        raise DatasetError(
+            f"{zip_path}: would extract to {total / 1e9:.1f} GB, over the "
+            f"{max_total_bytes / 1e9:.1f} GB limit (raise max_zip_bytes if it is genuine)"
+        )
+    if total > ZIP_RATIO_FLOOR and total > max_ratio * max(packed, 1):
+        raise DatasetError(
+            f"{zip_path}: {packed / 1e6:.1f} MB would extract to {total / 1e9:.2f} GB, "
+            f"compressed {total / max(packed, 1):.0f}:1 overall, over the {max_ratio:.0f}:1 "
+            "limit (a zip bomb?)"
+        )
+    existing = next((p for p in (dest, *dest.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(existing).free
+    if total + FREE_SPACE_MARGIN > free:
+        raise DatasetError(
+            f"{zip_path}: would extract to {total / 1e9:.2f} GB, more than the "
+            f"{max(free - FREE_SPACE_MARGIN, 0) / 1e9:.2f} GB free at {existing} "
+            "(point TMPDIR at a larger disk, or extract it yourself)"
+        )
+
+
+def _extract_entries(
+    archive: zipfile.ZipFile,
+    infos: Sequence[zipfile.ZipInfo],
+    root: Path,
+    zip_path: Path,
+    max_total_bytes: int,
+    created: list[Path],
+) -> None:
+    """Write every entry under ``root``, noting each file and folder made in ``created``."""
+    written = 0
+    for info in infos:
+        target = (root / info.filename).resolve()
+        if not target.is_relative_to(root):
+            raise DatasetError(f"{zip_path}: entry {info.filename!r} escapes the folder")
+        folder = target if info.is_dir() else target.parent
+        missing = [p for p in (folder, *folder.parents) if p.is_relative_to(root)]
+        missing = [p for p in reversed(missing) if not p.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatasetError(f"{zip_path}: cannot extract {info.filename!r} ({exc})") from None
+        created.extend(missing)
+        if info.is_dir():
+            continue
+        created.append(target)
+        written += _copy_entry(archive, info, target, zip_path, max_total_bytes - written)
+
+
+def _remove(created: Sequence[Path], dest: Path | None) -> None:
+    """Undo a partial extraction: the files and folders made (all of ``dest`` if we made it)."""
+    if dest is not None:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for path in reversed(created):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """While extracting, SIGTERM raises SystemExit (exit code 143) instead of killing the
+    process outright, so ``finally`` blocks remove the partial extraction (Ctrl+C already
+    raises KeyboardInterrupt). Only the main thread can set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_entry(zip_path: Path, info: zipfile.ZipInfo, max_ratio: float) -> None:
