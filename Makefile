@@ -4,7 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared
-KERAS := $(SHARED)/reference/mesonet-keras
+FFPP := $(SHARED)/datasets/ffpp-c40-videos
+# With ../shared beside the project, a balanced choice of its FaceForensics++ videos: two real,
+# and two forged by different methods. Without it, none (the package's samples still run).
+VIDEOS := $(wordlist 1,2,$(sort $(wildcard $(FFPP)/real/*.mp4))) \
+	$(firstword $(sort $(wildcard $(FFPP)/fake/Deepfakes__*.mp4))) \
+	$(firstword $(sort $(wildcard $(FFPP)/fake/Face2Face__*.mp4)))
 
 .PHONY: setup predict test lint format paper clean
 
@@ -16,16 +21,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	touch $@
 
-# Main job: prediction with the bundled model (meso4.dfdc) on the authors' four test images
-# and four FaceForensics++ videos from ../shared.
+# Main job: prediction with the bundled default model on the samples shipped in the package
+# (the MesoNet authors' four test images: two forged, two real) and, where ../shared is
+# present, four FaceForensics++ videos (two real, two forged).
 predict: setup
-	$(BIN)/mesonet predict $(KERAS)/test_images --recursive
-	$(BIN)/mesonet predict $(SHARED)/datasets/ffpp-c40-videos --recursive --vlimit 4
+	$(if $(strip $(VIDEOS)),,@echo "$(FFPP) not found: predicting on the packaged samples only")
+	$(BIN)/mesonet predict --samples $(VIDEOS)
 
 test: setup
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider
 
 lint format:
 	$(BIN)/ruff check --fix src tests tools benchmarks

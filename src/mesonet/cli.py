@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from mesonet.clihelp import HelpCommand, HelpGroup
 from mesonet.errors import MesonetError
 
 app = typer.Typer(
@@ -19,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=HelpGroup,
 )
 err = Console(stderr=True)
 out = Console()
@@ -26,7 +29,7 @@ out = Console()
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
 
 
-@app.command("models")
+@app.command("models", cls=HelpCommand)
 def models_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the model cards as JSON.")
@@ -44,27 +47,54 @@ def models_command(
     if not cards:
         out.print("No bundled models. Convert the authors' weights with `mesonet import-keras`.")
         return
-    table = Table("name", "architecture", "threshold", "trained on", "measured")
-    default = default_model_name()
+    out.print(_models_table(cards, default_model_name(), out.width))
+
+
+def _models_table(cards: list, default: str | None, width: int) -> Table:
+    """One row per model, every text whole: the measured AUCs one a line, the training
+    data's path shortened from the left to fit ``width`` (the architecture is the name's
+    first part; ``--json`` has every field)."""
+    from mesonet.output import path_column_width, shorten_path
+
+    rows = []
     for card in cards:
-        metrics = ", ".join(
-            f"{k} AUC {v['auc']:.3f}"
-            for k, v in card.metrics.items()
-            if isinstance(v, dict) and isinstance(v.get("auc"), float)
-        )
-        name = card.name + (" (default)" if card.name == default else "")
-        table.add_row(
-            name, card.arch, f"{card.threshold:.3f}", str(card.training.get("data", "")), metrics
-        )
-    out.print(table)
+        aucs = [
+            f"{name} {values['auc']:.3f}"
+            for name, values in card.metrics.items()
+            if isinstance(values, dict) and isinstance(values.get("auc"), float)
+        ]
+        name = card.name + ("\n(default)" if card.name == default else "")
+        rows.append([name, f"{card.threshold:.3f}", "\n".join(aucs) or "-"])
+    headers = ["name", "threshold", "measured AUC"]
+    natural = [
+        max(len(line) for text in [h, *(r[i] for r in rows)] for line in text.splitlines())
+        for i, h in enumerate(headers)
+    ]
+    room = path_column_width(width, natural, floor=12)
+    table = Table(*headers[:2], "trained on", headers[2])
+    for column, size in zip(table.columns, [*natural[:2], room, natural[2]], strict=True):
+        column.no_wrap, column.min_width = True, size
+    for card, row in zip(cards, rows, strict=True):
+        data = shorten_path(str(card.training.get("data", "")), room)
+        table.add_row(Text(row[0]), row[1], Text(data), Text(row[2]))
+    return table
 
 
-@app.command("import-keras")
+@app.command("import-keras", cls=HelpCommand)
 def import_keras_command(
-    src: Annotated[Path, typer.Argument(help="The authors' Keras weights (.h5).")],
-    dst: Annotated[Path, typer.Argument(help="Where to write our weights (.safetensors).")],
+    src: Annotated[
+        Path, typer.Argument(help="The authors' Keras weights (.h5).", metavar="KERAS_H5")
+    ],
+    dst: Annotated[
+        Path,
+        typer.Argument(help="Where to write our weights (.safetensors).", metavar="OUT"),
+    ],
     arch: Annotated[
-        str, typer.Option(help="auto (detect from the file), meso4 or mesoinception4.")
+        str,
+        typer.Option(
+            help="auto (detect from the file), meso4 or mesoinception4.",
+            metavar="[auto|meso4|mesoinception4]",
+        ),
     ] = "auto",
 ) -> None:
     """Convert the MesoNet authors' Keras .h5 weights into a mesonet .safetensors model.
@@ -89,35 +119,43 @@ ModelOption = Annotated[
         "--model",
         "-m",
         help="Bundled model name or .safetensors path (default: the bundled default model).",
+        metavar="NAME|FILE",
     ),
 ]
 BackendOption = Annotated[
     str,
     typer.Option(
         help="Inference engine: auto (fastest exact one installed), openvino, torch, onnx, "
-        "or openvino-bf16 (faster, not exact)."
+        "or openvino-bf16 (faster, not exact).",
+        metavar="ENGINE",
     ),
 ]
 ThresholdOption = Annotated[
     float | None,
     typer.Option(
-        help="Label fake when fake_probability >= T (default: the model card's threshold)."
+        help="Label fake when fake_probability >= T (default: the model card's threshold).",
+        metavar="T",
     ),
 ]
-FramesOption = Annotated[int, typer.Option(help="Frames sampled evenly from each video.")]
+FramesOption = Annotated[
+    int, typer.Option(help="Frames sampled evenly from each video.", metavar="N")
+]
 FpsOption = Annotated[
-    float | None, typer.Option(help="Sample F frames per second of video instead of --frames.")
+    float | None,
+    typer.Option(help="Sample F frames per second of video instead of --frames.", metavar="F"),
 ]
 FacesOption = Annotated[
     str,
     typer.Option(
-        help="detect: find and align faces (MTCNN). none: each image is already a face crop."
+        help="detect: find and align faces (MTCNN). none: each image is already a face crop.",
+        metavar="[detect|none]",
     ),
 ]
 AggregateOption = Annotated[
     str,
     typer.Option(
-        help="Video score per face track: mean (paper), vote (authors' code) or confident."
+        help="Video score per face track: mean (paper), vote (authors' code) or confident.",
+        metavar="[mean|vote|confident]",
     ),
 ]
 TrustOption = Annotated[
@@ -129,10 +167,13 @@ TrustOption = Annotated[
     ),
 ]
 LimitOption = Annotated[
-    int | None, typer.Option(help="Scan at most N images and at most N videos.")
+    int | None,
+    typer.Option(
+        help="Analyse at most N images and at most N videos, in the order listed.", metavar="N"
+    ),
 ]
-ILimitOption = Annotated[int | None, typer.Option(help="Scan at most N images.")]
-VLimitOption = Annotated[int | None, typer.Option(help="Scan at most N videos.")]
+ILimitOption = Annotated[int | None, typer.Option(help="Analyse at most N images.", metavar="N")]
+VLimitOption = Annotated[int | None, typer.Option(help="Analyse at most N videos.", metavar="N")]
 
 
 def _limits(limit: int | None, ilimit: int | None, vlimit: int | None):
@@ -144,21 +185,40 @@ def _limits(limit: int | None, ilimit: int | None, vlimit: int | None):
     return Limits(limit=limit, ilimit=ilimit, vlimit=vlimit)
 
 
-@app.command("predict")
+@app.command("predict", cls=HelpCommand)
 def predict_command(
     paths: Annotated[
-        list[Path], typer.Argument(help="Images, videos and folders of them.", show_default=False)
-    ],
+        list[Path] | None,
+        typer.Argument(
+            help="Images, videos and folders of them.", show_default=False, metavar="PATH..."
+        ),
+    ] = None,
+    samples: Annotated[
+        bool,
+        typer.Option(
+            "--samples",
+            help="Also analyse the sample images shipped with mesonet (the MesoNet authors' "
+            "four test images: two forged, two real).",
+        ),
+    ] = False,
     model: ModelOption = None,
     output_format: Annotated[
         str,
         typer.Option(
-            "--format", "-f", help="table, json (an array), jsonl (one record a line) or csv."
+            "--format",
+            "-f",
+            help="table, json (an array), jsonl (one record a line) or csv.",
+            metavar="[table|json|jsonl|csv]",
         ),
     ] = "table",
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the results to this file instead of stdout."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the results to this file instead of stdout.",
+            metavar="FILE",
+        ),
     ] = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")
@@ -175,21 +235,30 @@ def predict_command(
     annotate: Annotated[
         Path | None,
         typer.Option(
-            help="Write annotated copies here (boxes coloured by score; timeline for videos)."
+            help="Write annotated copies here (boxes coloured by score; for videos an MP4 "
+            "with a timeline and the timeline as a PNG).",
+            metavar="DIR",
         ),
     ] = None,
     trust_unverified: TrustOption = False,
 ) -> None:
     """Tell whether the faces in images and videos are forged, and where.
 
-    Prints one record per input file (status ok, no_face or error). Exit code 0 when every
-    input was processed, 1 when some failed (their records say why), 2 on a usage error.
+    Prints one record per input file (status ok, no_face or error). Try it with --samples.
+
+    Exit code 0 when every input was processed, 1 when some failed (their records say why),
+    2 on a usage error, including a folder whose images and videos all sit in sub-folders
+    while --recursive is not given.
     """
+    from mesonet.inputs import sample_paths
     from mesonet.output import write_results
     from mesonet.pipeline import Detector
 
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    paths = [*(paths or []), *(sample_paths() if samples else [])]
+    if not paths:
+        raise typer.BadParameter("give images, videos or folders, or --samples", param_hint="PATH")
     limits = _limits(limit, ilimit, vlimit)
     detector = Detector(
         model,
@@ -206,20 +275,27 @@ def predict_command(
     raise typer.Exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
 
 
-@app.command("evaluate")
+@app.command("evaluate", cls=HelpCommand)
 def evaluate_command(
     data: Annotated[
-        Path, typer.Argument(help="A folder with real/ and fake/ (or df/): images, videos or both.")
+        Path,
+        typer.Argument(
+            help="A folder with real/ and fake/ (or df/): images, videos or both.",
+            metavar="DATA",
+            show_default=False,
+        ),
     ],
     model: ModelOption = None,
     faces: FacesOption = "detect",
     output_format: Annotated[
-        str, typer.Option("--format", "-f", help="table or json (one object).")
+        str,
+        typer.Option("--format", "-f", help="table or json (one object).", metavar="[table|json]"),
     ] = "table",
     report: Annotated[
         Path | None,
         typer.Option(
-            help="Write ROC, confusion matrix, face grids, metrics.json and index.html here."
+            help="Write ROC, confusion matrix, face grids, metrics.json and index.html here.",
+            metavar="DIR",
         ),
     ] = None,
     threshold: ThresholdOption = None,
@@ -300,7 +376,7 @@ def _metrics_table(metrics: dict) -> Table:
     return table
 
 
-@app.command("train")
+@app.command("train", cls=HelpCommand)
 def train_command(
     data: Annotated[
         list[Path] | None,
@@ -310,18 +386,23 @@ def train_command(
             "val_fraction); or a .zip of either. Several: each epoch draws from them by "
             "--weights, not by size. Without DATA, the --config file's [[sources]] are used.",
             show_default=False,
+            metavar="DATA",
         ),
     ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Folder for last.pt, best.safetensors, log.jsonl, curves.png."
+            "--out",
+            "-o",
+            help="Folder for last.pt, best.safetensors, log.jsonl, curves.png.",
+            metavar="DIR",
         ),
     ] = None,
     weights: Annotated[
         str | None,
         typer.Option(
             help="Comma-separated weights of the DATA sources, in order (default: all 1).",
+            metavar="W,W,...",
         ),
     ] = None,
     holdout: Annotated[
@@ -330,29 +411,45 @@ def train_command(
             help="A labelled folder to validate on but never train on (repeatable); its AUC "
             "counts in the selection of the best epoch.",
             show_default=False,
+            metavar="DIR",
         ),
     ] = None,
-    arch: Annotated[str | None, typer.Option(help="meso4 (default) or mesoinception4.")] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="meso4 (default) or mesoinception4.", metavar="ARCH"),
+    ] = None,
     config_file: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="TOML file of training options (flags override it)."),
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML file of training options (flags override it).",
+            metavar="FILE",
+        ),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Initial learning rate (Adam).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum number of epochs.", metavar="N")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.", metavar="N")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Initial learning rate (Adam).", metavar="LR")
+    ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed for splits, sampling, augmentation.")
+        int | None, typer.Option(help="Seed for splits, sampling, augmentation.", metavar="N")
     ] = None,
     init: Annotated[
         str | None,
         typer.Option(
-            help="Start from these weights: .safetensors, a bundled name, or the authors' .h5."
+            help="Start from these weights: .safetensors, a bundled name, or the authors' .h5.",
+            metavar="WEIGHTS",
         ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")
     ] = False,
-    workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader worker processes.", metavar="N")
+    ] = None,
     cache: Annotated[
         bool | None,
         typer.Option(
@@ -360,16 +457,29 @@ def train_command(
         ),
     ] = None,
     augment: Annotated[
-        str | None, typer.Option(help="none, flip, light, standard or strong.")
+        str | None,
+        typer.Option(
+            help="none, flip, light, standard or strong.",
+            metavar="LEVEL",
+        ),
     ] = None,
-    loss: Annotated[str | None, typer.Option(help="bce (default) or mse (the paper's).")] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(help="bce (default) or mse (the paper's).", metavar="[bce|mse]"),
+    ] = None,
     max_train: Annotated[
-        int | None, typer.Option(help="Train on a seeded subset of N images (quick runs).")
+        int | None,
+        typer.Option(help="Train on a seeded subset of N images (quick runs).", metavar="N"),
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="Torch threads (0 = every core).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch threads (0 = every core).", metavar="N")
+    ] = None,
     precision: Annotated[
         str | None,
-        typer.Option(help="fp32 (default) or bf16 (autocast; faster on CPUs with AMX/AVX512)."),
+        typer.Option(
+            help="fp32 (default) or bf16 (autocast; faster on CPUs with AMX/AVX512).",
+            metavar="[fp32|bf16]",
+        ),
     ] = None,
     compile_: Annotated[
         bool | None,
@@ -385,10 +495,12 @@ def train_command(
         typer.Option(
             help="none (default) or sbi: add self-blended fakes made from the real training "
             "faces (Shiohara & Yamasaki, CVPR 2022), --synthetic-share of each epoch.",
+            metavar="[none|sbi]",
         ),
     ] = None,
     synthetic_share: Annotated[
-        float | None, typer.Option(help="Share of each epoch that is synthetic (default 0.25).")
+        float | None,
+        typer.Option(help="Share of each epoch that is synthetic (default 0.25).", metavar="SHARE"),
     ] = None,
     resample: Annotated[
         bool | None,
@@ -400,13 +512,15 @@ def train_command(
         ),
     ] = None,
     epoch_size: Annotated[
-        int | None, typer.Option(help="Images drawn per epoch (default: all training images).")
+        int | None,
+        typer.Option(help="Images drawn per epoch (default: all training images).", metavar="N"),
     ] = None,
     select: Annotated[
         str | None,
         typer.Option(
             help="Best epoch by min (default) or mean of the per-source validation AUCs, or "
-            "by one source's AUC (its name)."
+            "by one source's AUC (its name).",
+            metavar="RULE",
         ),
     ] = None,
 ) -> None:
@@ -501,7 +615,7 @@ def _train_sources(
     return sources
 
 
-@app.command("scan")
+@app.command("scan", cls=HelpCommand)
 def scan_command(
     source: Annotated[
         Path,
@@ -509,6 +623,7 @@ def scan_command(
             help="A folder of images and videos, or a manifest: a .txt file of paths (one a "
             "line) or a .csv file with a 'path' column.",
             show_default=False,
+            metavar="SOURCE",
         ),
     ],
     output: Annotated[
@@ -519,21 +634,28 @@ def scan_command(
             help="Results file: .jsonl (JSON Lines) or .parquet. An existing one is resumed: "
             "inputs it holds are skipped.",
             show_default=False,
+            metavar="FILE",
         ),
     ],
     engine: Annotated[
-        str, typer.Option(help="local (this process) or ray (a Ray Data pipeline).")
+        str,
+        typer.Option(
+            help="local (this process) or ray (a Ray Data pipeline).", metavar="[local|ray]"
+        ),
     ] = "local",
     address: Annotated[
         str | None,
         typer.Option(
             help="Ray cluster to join: auto (the one started on this machine) or HOST:PORT "
-            "(default: start Ray here)."
+            "(default: start Ray here).",
+            metavar="auto|HOST:PORT",
         ),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(help="Ray actors analysing files (default: one per CPU of the cluster)."),
+        typer.Option(
+            help="Ray actors analysing files (default: one per CPU of the cluster).", metavar="N"
+        ),
     ] = None,
     model: ModelOption = None,
     recursive: Annotated[
@@ -541,7 +663,10 @@ def scan_command(
     ] = False,
     root: Annotated[
         Path | None,
-        typer.Option(help="Folder the manifest's relative paths start from (default: its own)."),
+        typer.Option(
+            help="Folder the manifest's relative paths start from (default: its own).",
+            metavar="DIR",
+        ),
     ] = None,
     threshold: ThresholdOption = None,
     frames: FramesOption = 32,
@@ -621,14 +746,16 @@ def scan_command(
     raise typer.Exit(EXIT_FAILED_INPUTS if summary.failed or summary.lost else EXIT_OK)
 
 
-@app.command("serve")
+@app.command("serve", cls=HelpCommand)
 def serve_command(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.", metavar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", metavar="PORT")] = 8000,
     model: ModelOption = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Larger uploads are refused (413).")] = 200,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Larger uploads are refused (413).", metavar="MB")
+    ] = 200,
     max_in_flight: Annotated[
-        int, typer.Option(help="Analyses running at once; more wait, then get 503.")
+        int, typer.Option(help="Analyses running at once; more wait, then get 503.", metavar="N")
     ] = 2,
     max_uploads: Annotated[
         int,

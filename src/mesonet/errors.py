@@ -7,3 +7,7 @@ class MesonetError(Exception):
 
 class ModelError(MesonetError):
     """A model name, weights file or model card is unusable."""
+
+
+class InputError(MesonetError):
+    """The paths given cannot be analysed as asked (e.g. media only in sub-folders)."""

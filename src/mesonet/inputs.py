@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from mesonet.media import media_kind
@@ -93,3 +95,20 @@ def discover(
                 yield Input(path, kind)
         if exhausted():
             return
+
+
+def sample_paths() -> list[Path]:
+    """The sample images shipped inside the package: the MesoNet authors' four test images
+    (``df/`` two forged faces, ``real/`` two real ones; Apache-2.0, their LICENSE and NOTICE
+    beside them), so that the tool can be tried with no data of one's own."""
+    folder = Path(str(resources.files("mesonet") / "samples"))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and media_kind(p) == "image")
+
+
+def media_only_below(folder: Path, *, max_files: int = 10_000) -> bool:
+    """True when ``folder`` holds no media at its top level but some in its sub-folders
+    (found within the first ``max_files`` files): what a forgotten ``--recursive`` looks like."""
+    if not folder.is_dir() or any(media_kind(p) for p in _walk(folder, recursive=False)):
+        return False
+    below = (p for p in _walk(folder, recursive=True) if p.parent != folder)
+    return any(media_kind(p) for p in itertools.islice(below, max_files))

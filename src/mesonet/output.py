@@ -20,44 +20,91 @@ from rich.table import Table
 from rich.text import Text
 
 from mesonet.destinations import GuardedFile, open_output
-from mesonet.inputs import Limits, discover
+from mesonet.errors import InputError
+from mesonet.inputs import Limits, discover, media_only_below
 from mesonet.pipeline import Detector
-from mesonet.results import MediaResult, csv_header, safe_text, to_csv_line
+from mesonet.results import MediaResult, csv_header, json_record, safe_text, to_csv_line
 
 _STATUS_STYLE = {"ok": "", "no_face": "yellow", "error": "red"}
+ELLIPSIS = "…"
 
 
-def _summary_table(results: list[MediaResult], threshold: float) -> Table:
+def shorten_path(path: str, width: int) -> str:
+    """``path`` in at most ``width`` characters, keeping its distinctive end: the file name
+    and as many of its parent folders as fit, after an ellipsis (``…/df/df00204.jpg``)."""
+    if len(path) <= width:
+        return path
+    parts = path.replace(os.sep, "/").split("/")
+    kept = parts[-1]
+    if len(kept) + 2 > width:  # the name alone is too long: keep its end (the extension)
+        return ELLIPSIS + kept[-(width - 1) :] if width > 1 else ELLIPSIS
+    for part in reversed(parts[:-1]):
+        if len(part) + 1 + len(kept) + 2 > width:
+            break
+        kept = f"{part}/{kept}"
+    return f"{ELLIPSIS}/{kept}"
+
+
+def path_column_width(total: int, other_columns: Iterable[int], *, floor: int = 24) -> int:
+    """Room for a path column in a table ``total`` characters wide whose other columns need
+    ``other_columns`` characters each: what the borders and the others leave, at least
+    ``floor`` (a narrower terminal then wraps the other columns instead)."""
+    others = list(other_columns)
+    borders = 3 * (len(others) + 1) + 1  # "│ " before each column, " │" at the end
+    return max(floor, total - borders - sum(others))
+
+
+def _summary_table(results: list[MediaResult], threshold: float, width: int) -> Table:
+    """One row per result; file paths shortened from the left to fit ``width`` columns."""
     table = Table(
         title=f"threshold {threshold:.3f} (fake when p >= threshold)", title_justify="left"
     )
-    for column in ("file", "kind", "verdict", "p(fake)", "faces", "detail"):
-        table.add_column(
-            column, overflow="fold", justify="right" if column == "p(fake)" else "left"
+    rows = [_summary_row(r) for r in results]
+    headers = ("file", "kind", "verdict", "p(fake)", "faces", "detail")
+    natural = [
+        max(
+            [
+                len(h),
+                *(Text.from_markup(row[i]).cell_len if i == 2 else len(row[i]) for row in rows),
+            ]
         )
-    for r in results:
-        if r.status == "ok":
-            verdict = "[bold red]FAKE[/]" if r.label == "fake" else "[green]real[/]"
-            p = f"{r.fake_probability:.3f}"
+        for i, h in enumerate(headers)
+    ]
+    # the detail column wraps at words; give it up to 24 characters before squeezing paths
+    room = path_column_width(width, [*natural[1:5], min(natural[5], 24)])
+    paths = [shorten_path(safe_text(r.path), room) for r in results]
+    for column in headers:
+        if column == "file":
+            longest = max((len(p) for p in paths), default=4)
+            table.add_column(column, no_wrap=True, min_width=min(longest, room))
         else:
-            verdict = f"[{_STATUS_STYLE[r.status]}]{r.status.replace('_', ' ')}[/]"
-            p = "-"
-        detail = r.error or ""
-        if r.kind == "video" and r.status != "error":
-            detail = f"{r.frames_analyzed} frames, {r.duration_s:.1f}s"
-            if r.segments:
-                spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f}s" for s in r.segments[:3])
-                more = f" +{len(r.segments) - 3}" if len(r.segments) > 3 else ""
-                detail += f"; flagged {spans}{more}"
-        tracks = {f.track for f in r.faces} if r.kind == "video" else None
-        faces = str(len(r.faces))
-        if tracks:
-            faces = f"{len(tracks)} track" + ("" if len(tracks) == 1 else "s")
+            table.add_column(column, justify="right" if column == "p(fake)" else "left")
+    for path, row in zip(paths, rows, strict=True):
         # file names and messages are shown as they are, never read as rich markup
-        table.add_row(
-            Text(safe_text(r.path)), r.kind or "?", verdict, p, faces, Text(safe_text(detail))
-        )
+        table.add_row(Text(path), *row[1:5], Text(row[5]))
     return table
+
+
+def _summary_row(r: MediaResult) -> tuple[str, ...]:
+    """The cells of one result: file, kind, verdict (markup), p(fake), faces, detail."""
+    if r.status == "ok":
+        verdict = "[bold red]FAKE[/]" if r.label == "fake" else "[green]real[/]"
+        p = f"{r.fake_probability:.3f}"
+    else:
+        verdict = f"[{_STATUS_STYLE[r.status]}]{r.status.replace('_', ' ')}[/]"
+        p = "-"
+    detail = r.error or ""
+    if r.kind == "video" and r.status != "error":
+        detail = f"{r.frames_analyzed} frames, {r.duration_s:.1f}s"
+        if r.segments:
+            spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f}s" for s in r.segments[:3])
+            more = f" +{len(r.segments) - 3}" if len(r.segments) > 3 else ""
+            detail += f"; flagged {spans}{more}"
+    tracks = {f.track for f in r.faces} if r.kind == "video" else None
+    faces = str(len(r.faces))
+    if tracks:
+        faces = f"{len(tracks)} track" + ("" if len(tracks) == 1 else "s")
+    return (r.path, r.kind or "?", verdict, p, faces, safe_text(detail))
 
 
 def write_results(
@@ -74,10 +121,20 @@ def write_results(
 
     ``output`` is opened before any input is analysed: an unusable one raises
     :class:`~mesonet.destinations.OutputError` (exit code 2), a failure while writing one
-    with exit code 1.
+    with exit code 1. Raises :class:`InputError` when nothing was found because the media of
+    a folder sit in its sub-folders and ``recursive`` is off: an empty result would hide the
+    mistake.
     """
+    paths = list(paths)
     items = list(discover(paths, recursive=recursive, limits=limits))
     if not items:
+        below = [] if recursive else [p for p in map(Path, paths) if media_only_below(p)]
+        if below:
+            shown = ", ".join(safe_text(str(p)) for p in below)
+            raise InputError(
+                f"no images or videos in {shown} itself, but its sub-folders have some: "
+                "add --recursive (-r) to analyse them"
+            )
         err.print("[yellow]no images or videos found in the given paths[/]")
     failed = 0
     collected: list[MediaResult] = []
@@ -116,18 +173,18 @@ def write_results(
                 stream.write(to_csv_line(result))
                 stream.flush()
             elif fmt == "json" and stream is not None:
-                record = json.dumps(result.to_dict(), ensure_ascii=False, indent=2)
-                stream.write(("\n" if n == 0 else ",\n") + record)
+                record = json_record(result.to_dict(), level=1)
+                stream.write(("\n  " if n == 0 else ",\n  ") + record)
             else:
                 collected.append(result)
             progress.advance(task)
         if fmt == "json" and stream is not None:
             stream.write("\n]\n" if items else "]\n")
         if fmt == "table" and target is not None:
-            table = _summary_table(collected, detector.threshold)
+            table = _summary_table(collected, detector.threshold, 160)
             Console(file=target, width=160, no_color=True).print(table)
     if fmt == "table" and output is None:
-        out.print(_summary_table(collected, detector.threshold))
+        out.print(_summary_table(collected, detector.threshold, out.width))
     if failed:
         err.print(f"[red]{failed} of {len(items)} inputs failed[/] (see their records)")
     return failed

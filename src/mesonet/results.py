@@ -22,7 +22,8 @@ CSV_COLUMNS = (
     "fake_probability",
     "label",
     "model",
-    "faces",
+    "face_detections",  # faces found: in a video, one per face per analysed frame
+    "face_tracks",  # video only: the distinct faces followed across frames
     "frames_analyzed",
     "duration_s",
     "aggregation",
@@ -126,7 +127,8 @@ class MediaResult:
             "fake_probability": "" if self.fake_probability is None else self.fake_probability,
             "label": self.label or "",
             "model": self.model,
-            "faces": len(self.faces),
+            "face_detections": len(self.faces),
+            "face_tracks": len({f.track for f in self.faces}) if self.is_video else "",
             "frames_analyzed": "" if self.frames_analyzed is None else self.frames_analyzed,
             "duration_s": "" if self.duration_s is None else self.duration_s,
             "aggregation": self.aggregation or "",
@@ -141,9 +143,42 @@ def to_jsonl(results: Iterable[MediaResult]) -> Iterable[str]:
         yield json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
 
 
+def _is_flat(value: Any) -> bool:
+    """A scalar, or a list or object holding only scalars and lists of scalars."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, list):
+        return True
+    return all(
+        not isinstance(v, dict | list) or (isinstance(v, list) and all(map(_is_scalar, v)))
+        for v in value
+    )
+
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, dict | list)
+
+
+def json_record(value: Any, *, level: int = 0, indent: int = 2) -> str:
+    """Indented JSON that stays short: an object or list holding no nested objects (a face
+    with its box, a segment) goes on one line, so a video's record has one line per face.
+    ``level`` is the depth it is written at (its closing bracket is indented to it)."""
+    if _is_flat(value):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    pad, inner = " " * indent * level, " " * indent * (level + 1)
+    if isinstance(value, dict):
+        items = [
+            f"{inner}{json.dumps(k, ensure_ascii=False)}: {json_record(v, level=level + 1)}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    items = [inner + json_record(v, level=level + 1) for v in value]
+    return "[\n" + ",\n".join(items) + f"\n{pad}]"
+
+
 def to_json(results: Iterable[MediaResult]) -> str:
-    """A JSON array of records."""
-    return json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n"
+    """A JSON array of records, one line per face (see :func:`json_record`)."""
+    return json_record([r.to_dict() for r in results]) + "\n"
 
 
 def csv_header() -> str:

@@ -1,0 +1,153 @@
+"""How the CLI reads: help at 80 columns, tables in a pipe, JSON and CSV shape, --samples."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mesonet.cli import app, main
+from mesonet.inputs import sample_paths
+from mesonet.output import shorten_path
+
+COMMANDS = ["", "models", "import-keras", "predict", "evaluate", "train", "scan", "serve"]
+PANEL = re.compile(r"^[│╭╰┃┏┗┡└]")
+
+
+def run(args: list[str], columns: int = 80):
+    return CliRunner().invoke(app, [a for a in args if a], env={"COLUMNS": str(columns)})
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_wraps_cleanly_at_80_columns(command):
+    """No line over 80 columns; prose paragraphs wrap greedily (no line ends early, as when a
+    docstring's own line breaks were kept); placeholders are words, not Python types."""
+    result = run([command, "--help"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    prose = [line.strip() if not PANEL.match(line) else "" for line in lines]
+    for line, following in zip(prose, prose[1:], strict=False):
+        if line and following and not line.startswith("Usage:"):
+            assert len(line) + 1 + len(following.split()[0]) > 78, (line, following)
+    for placeholder in ("<bool>", "<str>", "<int>", "<float>", "<path>", "<list", "{"):
+        assert placeholder not in result.output, (command, placeholder)
+
+
+def test_help_lists_fixed_choices():
+    text = run(["predict", "--help"]).output
+    for choices in ("[table|json|jsonl|csv]", "[detect|none]", "[mean|vote|confident]"):
+        assert choices in text
+    assert "Usage: mesonet predict [OPTIONS] [PATH...]" in text
+
+
+def test_shorten_path_keeps_the_distinctive_end():
+    path = "../shared/reference/mesonet-keras/test_images/df/df00204.jpg"
+    assert shorten_path(path, 80) == path
+    assert shorten_path(path, 30) == "…/test_images/df/df00204.jpg"
+    assert shorten_path(path, 20) == "…/df/df00204.jpg"
+    assert shorten_path(path, 10) == "…00204.jpg"
+    for width in range(5, 70):
+        short = shorten_path(path, width)
+        assert len(short) <= width and path.endswith(short.lstrip("…"))
+
+
+def test_samples_are_the_authors_four_images_with_their_licence():
+    paths = sample_paths()
+    assert sorted(p.parent.name for p in paths) == ["df", "df", "real", "real"]
+    folder = paths[0].parent.parent
+    assert "Apache License" in (folder / "LICENSE").read_text()
+    assert "Afchar" in (folder / "NOTICE").read_text()
+
+
+def test_predict_samples_table_in_a_pipe(served_model, tmp_path):
+    """--samples alone, in a pipe at 80 columns: four rows, whole names, nothing wrapped."""
+    deep = tmp_path / ("a-very-long-folder-name-" * 3) / "nested" / "deeper"
+    deep.mkdir(parents=True)
+    shutil.copy(sample_paths()[0], deep / "distinctive_name.jpg")
+    result = run(["predict", "--samples", str(deep), "-m", str(served_model)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 5  # one line each: no path wrapped onto a second line
+    for name in ("df/df00204.jpg", "df/df01254.jpg", "real/real00240.jpg", "deeper/distinctive"):
+        assert any(name in row for row in rows), name
+    verdicts = [row.split("│")[3].strip() for row in rows]
+    assert all(v in ("FAKE", "real", "no face") for v in verdicts), verdicts
+
+
+def main_exit(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    """Run ``mesonet.cli.main`` (which turns library errors into one line and exit 2)."""
+    monkeypatch.setattr("sys.argv", ["mesonet", *args])
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def test_media_only_in_sub_folders_asks_for_recursive(served_model, tmp_path, capsys, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    shutil.copy(sample_paths()[0], tmp_path / "sub" / "face.jpg")
+    (tmp_path / "notes.txt").write_text("not media")
+    code, out, err = main_exit(
+        ["predict", str(tmp_path), "-m", str(served_model)], capsys, monkeypatch
+    )
+    assert code == 2 and out == ""  # no empty table
+    assert "--recursive" in err and "sub-folders" in err
+    assert err.count("\n") == 1  # one line, no traceback
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run(["predict", str(empty), "-m", str(served_model)])
+    assert result.exit_code == 0 and "no images or videos found" in result.output
+    result = run(["predict", str(tmp_path), "-r", "-m", str(served_model), "-f", "jsonl"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["path"].endswith("face.jpg")
+
+
+def test_predict_needs_paths_or_samples():
+    result = run(["predict"])
+    assert result.exit_code == 2 and "--samples" in result.output
+
+
+def test_json_is_indented_with_one_face_a_line(served_model):
+    result = run(["predict", "--samples", "-m", str(served_model), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert len(records) == 4
+    lines = result.stdout.splitlines()
+    faces = [line for line in lines if line.strip().startswith('{"box"')]
+    assert len(faces) == sum(len(r["faces"]) for r in records) >= 1
+    # about ten lines a record, not one per number
+    assert len(lines) <= 2 + sum(12 + len(r["faces"]) for r in records)
+
+
+def test_csv_header_says_what_faces_counts(served_model):
+    result = run(["predict", "--samples", "-m", str(served_model), "-f", "csv"])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 4
+    assert "faces" not in rows[0] and {"face_detections", "face_tracks"} <= rows[0].keys()
+    assert all(r["face_tracks"] == "" for r in rows)  # images have no tracks
+
+
+def test_models_text_is_never_cut():
+    result = run(["models"])
+    assert result.exit_code == 0
+    assert not re.search("…(?!/)", result.output)  # only paths shortened from the left
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    from mesonet.models import list_models
+
+    for card in list_models():
+        assert card.name in result.output
+
+
+def test_samples_path_is_inside_the_package():
+    import mesonet
+
+    assert all(Path(mesonet.__file__).parent in p.parents for p in sample_paths())
