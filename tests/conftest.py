@@ -135,3 +135,22 @@ def make_video(
     finally:
         writer.release()
     return path
+
+
+@pytest.fixture(scope="session")
+def annotated_video(served_model, tmp_path_factory) -> Path:
+    """A 2 s video of a packaged sample face, annotated by the detector (runs anywhere)."""
+    folder = tmp_path_factory.mktemp("annotate")
+    import cv2
+
+    from mesonet.annotate import output_stem
+    from mesonet.inputs import sample_paths
+    from mesonet.pipeline import Detector
+
+    face = cv2.cvtColor(cv2.imread(str(sample_paths()[-1])), cv2.COLOR_BGR2RGB)
+    frame = cv2.copyMakeBorder(face, 40, 41, 60, 61, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    video = make_video(folder / "clip.mp4", [frame] * 20, fps=10.0)
+    out = folder / "annotated"
+    result = Detector(served_model, frames=6, annotate_dir=out).predict(video)
+    assert result.status == "ok", result.error
+    return out / f"{output_stem(video)}.annotated.mp4"

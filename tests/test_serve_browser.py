@@ -193,3 +193,38 @@ def test_not_media_shows_the_error(browser, server, tmp_path):
     upload(browser, server, path, DESKTOP)
     assert verdict(browser) == "Could not analyse this file"
     assert "not an image or video" in browser.find_element(By.ID, "verdict-sub").text
+
+
+def test_idle_page_shows_no_empty_result_and_has_a_favicon(browser, server):
+    browser.set_window_size(*DESKTOP)
+    browser.get(server + "/")
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.ID, "model-name").text not in ("", "…")
+    )
+    for hidden in ("result", "status", "timeline-box", "view-box"):
+        element = browser.find_element(By.ID, hidden)
+        assert not element.is_displayed(), hidden
+        assert element.value_of_css_property("display") == "none", hidden
+    assert browser.find_element(By.ID, "file").is_enabled()
+    icon = browser.find_element(By.CSS_SELECTOR, "link[rel=icon]").get_attribute("href")
+    loaded = browser.execute_async_script(
+        "const done = arguments[1]; const img = new Image();"
+        "img.onload = () => done(img.naturalWidth); img.onerror = () => done(0);"
+        "img.src = arguments[0];",
+        icon,
+    )
+    assert loaded > 0
+
+
+def test_annotated_video_plays_in_the_browser(browser, annotated_video, tmp_path):
+    """The annotated MP4 loads in a <video> element: Chromium can decode its frames."""
+    page = tmp_path / "player.html"
+    page.write_text(f'<video id="v" src="{annotated_video.as_uri()}" preload="auto" muted></video>')
+    browser.get(page.as_uri())
+    state = "return [v.readyState, v.error ? v.error.message : null, v.videoWidth]"
+    script = "const v = document.getElementById('v'); " + state
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script(script)[0] >= 2 or d.execute_script(script)[1]
+    )
+    ready, error, width = browser.execute_script(script)
+    assert error is None and ready >= 2 and width > 0

@@ -2,16 +2,22 @@
 
 Images get ``<folder>_<stem>.annotated.jpg``; videos get ``<folder>_<stem>.annotated.mp4``
 (the analysed frames, each with its boxes and a timeline strip of the per-frame scores with
-the flagged segments and a cursor) and ``<folder>_<stem>.timeline.png`` (the strip alone).
+the flagged segments and a cursor; H.264, which browsers play) and
+``<folder>_<stem>.timeline.png`` (a chart of the scores over time: time axis, the threshold,
+a legend, as on the web page).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from mesonet.media import iter_video_frames, resize_max_side
 from mesonet.results import FaceResult, MediaResult
@@ -93,6 +99,97 @@ def timeline_strip(
     return strip
 
 
+def write_timeline_png(result: MediaResult, threshold: float, path: Path) -> Path:
+    """Save :func:`timeline_figure` as a PNG; returns ``path``."""
+    timeline_figure(result, threshold).savefig(path)
+    return path
+
+
+def timeline_figure(result: MediaResult, threshold: float) -> Figure:
+    """A chart of each face track's fake probability over the video's time, with the
+    threshold and the flagged segments, labelled and with a legend (as the page's chart)."""
+    fig = Figure(figsize=(8, 2.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    duration = max(result.duration_s or 0.0, 1e-6)
+    for n, segment in enumerate(result.segments):
+        ax.axvspan(
+            segment.start_s,
+            segment.end_s,
+            color="#c62828",
+            alpha=0.15,
+            lw=0,
+            label="flagged" if n == 0 else None,
+        )
+    tracks: dict[int, list[FaceResult]] = defaultdict(list)
+    for face in result.faces:
+        tracks[face.track or 0].append(face)
+    for track, faces in sorted(tracks.items()):
+        faces.sort(key=lambda f: f.time_s or 0.0)
+        times = [f.time_s or 0.0 for f in faces]
+        ax.plot(
+            times,
+            [f.fake_probability for f in faces],
+            marker="o",
+            ms=3,
+            lw=1.2,
+            label=f"face #{track}",
+        )
+    ax.axhline(threshold, color="#555555", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+    ax.set_xlim(0, duration)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("p(fake)")
+    ax.grid(alpha=0.3)
+    if not result.faces:
+        ax.text(0.5, 0.5, "no face found", ha="center", va="center", transform=ax.transAxes)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    return fig
+
+
+class _H264Writer:
+    """Frames (RGB) into an H.264 MP4 that browsers play, through PyAV's bundled FFmpeg.
+
+    OpenCV's writer only offers MPEG-4 Part 2 ("mp4v") in its wheels, which Chromium and
+    Firefox refuse. Odd sizes are padded to even ones, as 4:2:0 chroma needs.
+    """
+
+    def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
+        self.size = (width + width % 2, height + height % 2)
+        self.rate = Fraction(fps).limit_denominator(1000)
+        self.container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream("libx264", rate=self.rate)
+        self.stream.width, self.stream.height = self.size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": "23", "preset": "veryfast"}
+        self.count = 0
+
+    def write(self, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        if (w, h) != self.size:
+            image = cv2.copyMakeBorder(
+                image,
+                0,
+                self.size[1] - h,
+                0,
+                self.size[0] - w,
+                cv2.BORDER_CONSTANT,
+                value=(0, 0, 0),
+            )
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts, frame.time_base = self.count, 1 / self.rate
+        self.count += 1
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        try:
+            for packet in self.stream.encode():  # flush the encoder
+                self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
 def _write_rgb(path: Path, image: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
@@ -123,9 +220,8 @@ def write_annotated_video(
         by_frame[face.frame or 0].append(face)
     indices = sorted(by_frame) if result.faces else []
     written: list[Path] = []
-    writer = None
+    writer: _H264Writer | None = None
     video_path = out_dir / f"{stem}.annotated.mp4"
-    width = 0
     try:
         for frame in iter_video_frames(source, indices):
             small = resize_max_side(frame.image, MAX_SIDE)
@@ -136,15 +232,11 @@ def write_annotated_video(
             composed = np.vstack([drawn, strip])
             if writer is None:
                 h, w = composed.shape[:2]
-                writer = cv2.VideoWriter(
-                    str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h)
-                )
-            writer.write(cv2.cvtColor(composed, cv2.COLOR_RGB2BGR))
+                writer = _H264Writer(video_path, fps, w, h)
+            writer.write(composed)
     finally:
         if writer is not None:
-            writer.release()
+            writer.close()
             written.append(video_path)
-    strip_path = out_dir / f"{stem}.timeline.png"
-    _write_rgb(strip_path, timeline_strip(result, max(width, 640), threshold))
-    written.append(strip_path)
+    written.append(write_timeline_png(result, threshold, out_dir / f"{stem}.timeline.png"))
     return written

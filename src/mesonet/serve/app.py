@@ -482,6 +482,10 @@ def create_app(
     def index() -> FileResponse:
         return FileResponse(static / "index.html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:  # for clients that ask before reading the page's <link>
+        return FileResponse(static / "favicon.svg", media_type="image/svg+xml")
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> FileResponse:
         return FileResponse(static / "docs.html")
