@@ -519,3 +519,22 @@ def test_security_headers_on_page_and_api(client):
         assert "script-src 'self'" in policy and "default-src 'self'" in policy, path
         assert "unsafe-inline" not in policy
     assert client.post(DETECT).headers["x-frame-options"] == "DENY"
+
+
+def test_cli_serve_on_a_port_in_use_says_so_in_one_line(capsys, monkeypatch):
+    """Exit code 2 and one line, before the banner and before loading the model."""
+    import socket
+
+    from mesonet.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setattr("sys.argv", ["mesonet", "serve", "--port", str(port)])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    captured = capsys.readouterr()
+    assert exit_.value.code == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1 and "already in use" in captured.err
+    assert "serving" not in captured.err

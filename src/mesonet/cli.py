@@ -759,15 +759,19 @@ def serve_command(
     ] = 2,
     max_uploads: Annotated[
         int,
-        typer.Option(help="Uploads received at once; more are answered 503 at once."),
+        typer.Option(help="Uploads received at once; more are answered 503 at once.", metavar="N"),
     ] = 32,
     read_idle_s: Annotated[
         float,
-        typer.Option(help="Drop an upload (408) that sends nothing for this many seconds."),
+        typer.Option(
+            help="Drop an upload (408) that sends nothing for this many seconds.", metavar="SECONDS"
+        ),
     ] = 30.0,
     read_total_s: Annotated[
         float,
-        typer.Option(help="Drop an upload (408) still arriving after this many seconds."),
+        typer.Option(
+            help="Drop an upload (408) still arriving after this many seconds.", metavar="SECONDS"
+        ),
     ] = 600.0,
     trust_unverified: TrustOption = False,
 ) -> None:
@@ -775,6 +779,7 @@ def serve_command(
     import uvicorn
 
     from mesonet.serve import create_app
+    from mesonet.serve.listen import listen_socket
 
     if not 0 < port < 65536:
         raise typer.BadParameter("must be from 1 to 65535", param_hint="--port")
@@ -787,18 +792,21 @@ def serve_command(
     for value, name in ((read_idle_s, "--read-idle-s"), (read_total_s, "--read-total-s")):
         if not value > 0:
             raise typer.BadParameter("must be positive", param_hint=name)
-    web = create_app(
-        model,
-        max_upload_mb=max_upload_mb,
-        max_in_flight=max_in_flight,
-        trust_unverified=trust_unverified,
-        max_uploads=max_uploads,
-        read_idle_s=read_idle_s,
-        read_total_s=read_total_s,
-    )
-    shown = f"[{host}]" if ":" in host else host
-    err.print(f"mesonet serving on http://{shown}:{port}/ (API docs at /docs); Ctrl+C stops")
-    uvicorn.run(web, host=host, port=port, log_level="info")
+    sock = listen_socket(host, port)  # a port in use: one line and exit 2, before any banner
+    with sock:
+        web = create_app(
+            model,
+            max_upload_mb=max_upload_mb,
+            max_in_flight=max_in_flight,
+            trust_unverified=trust_unverified,
+            max_uploads=max_uploads,
+            read_idle_s=read_idle_s,
+            read_total_s=read_total_s,
+        )
+        shown = f"[{host}]" if ":" in host else host
+        err.print(f"mesonet serving on http://{shown}:{port}/ (API docs at /docs); Ctrl+C stops")
+        config = uvicorn.Config(web, host=host, port=port, log_level="info")
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def main() -> None:
