@@ -473,3 +473,24 @@ def test_evaluate_report_bad_folder_refused_before_work(model_path, tmp_path, mo
         status, out, err = _cli([*base, str(target)], monkeypatch, capsys)
         assert status == 2 and out == "", (target, err)
         assert words in _one_line_error(err), (target, err)
+
+
+def test_annotated_outputs_never_overwrite_each_other(model_path, tmp_path):
+    """Same stem, other extension; names that join alike; same folder name elsewhere."""
+    from hostile import jpeg_bytes, mp4_bytes
+
+    names = ["in/x.jpg", "in/x.png", "a/b_c.jpg", "a_b/c.jpg", "p/in/x.jpg", "in/x.mp4"]
+    for name in names:
+        path = tmp_path / "media" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {".jpg": jpeg_bytes, ".png": png_bytes, ".mp4": mp4_bytes}[path.suffix]()
+        path.write_bytes(data)
+    out = tmp_path / "annotated"
+    argv = ["predict", str(tmp_path / "media"), "-r", "--model", str(model_path), *FAST]
+    result = CliRunner().invoke(app, [*argv, "--annotate", str(out), "-f", "jsonl"])
+    assert result.exit_code == 0, result.output
+    images = sorted(p.name for p in out.glob("*.annotated.jpg"))
+    assert len(images) == 5, images  # one per image, none overwritten
+    assert "in_x.jpg.annotated.jpg" in images and "in_x.png.annotated.jpg" in images
+    assert len(list(out.glob("*.annotated.mp4"))) == 1
+    assert len(list(out.glob("*.timeline.png"))) == 1

@@ -1,14 +1,17 @@
 """Annotated copies of the inputs: face boxes coloured by score, and a timeline for videos.
 
-Images get ``<folder>_<stem>.annotated.jpg``; videos get ``<folder>_<stem>.annotated.mp4``
+Images get ``<folder>_<name>.annotated.jpg``; videos get ``<folder>_<name>.annotated.mp4``
 (the analysed frames, each with its boxes and a timeline strip of the per-frame scores with
 the flagged segments and a cursor; H.264, which browsers play) and
-``<folder>_<stem>.timeline.png`` (a chart of the scores over time: time axis, the threshold,
-a legend, as on the web page).
+``<folder>_<name>.timeline.png`` (a chart of the scores over time: time axis, the threshold,
+a legend, as on the web page). ``<name>`` keeps the extension (``in/x.jpg`` and ``in/x.png``
+differ), and two inputs of one run that would still share a name get ``-2``, ``-3``... (see
+:func:`output_stem`).
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
@@ -35,9 +38,23 @@ def score_colour(probability: float) -> tuple[int, int, int]:
     return (230, int(200 * (1 - p) * 2), 60)
 
 
-def output_stem(path: str | Path) -> str:
+def output_stem(path: str | Path, taken: dict[str, str] | None = None) -> str:
+    """The name annotated outputs of ``path`` start with: ``<folder>_<file name>``.
+
+    ``taken`` maps the stems given so far in a run to their inputs: a stem already given to
+    another input (``a/b_c.jpg`` and ``a_b/c.jpg``, or ``p/in/x.jpg`` and ``q/in/x.jpg``)
+    gets ``-2``, ``-3``... so no output overwrites another.
+    """
     path = Path(path)
-    return f"{path.parent.name}_{path.stem}" if path.parent.name else path.stem
+    base = f"{path.parent.name}_{path.name}" if path.parent.name else path.name
+    if taken is None:
+        return base
+    source = os.path.abspath(path)
+    stem, n = base, 1
+    while taken.setdefault(stem, source) != source:
+        n += 1
+        stem = f"{base}-{n}"
+    return stem
 
 
 def draw_faces(
@@ -195,26 +212,37 @@ def _write_rgb(path: Path, image: np.ndarray) -> None:
 
 
 def write_annotated_image(
-    image: np.ndarray, result: MediaResult, threshold: float, out_dir: Path
+    image: np.ndarray,
+    result: MediaResult,
+    threshold: float,
+    out_dir: Path,
+    names: dict[str, str] | None = None,
 ) -> Path:
-    """Draw the result's faces on ``image`` and save it; returns the file written."""
+    """Draw the result's faces on ``image`` and save it; returns the file written.
+
+    ``names``: the run's :func:`output_stem` registry, keeping output names unique."""
     out_dir.mkdir(parents=True, exist_ok=True)
     small = resize_max_side(image, MAX_SIDE)
     drawn = draw_faces(small, result.faces, threshold, small.shape[1] / image.shape[1])
-    path = out_dir / f"{output_stem(result.path)}.annotated.jpg"
+    path = out_dir / f"{output_stem(result.path, names)}.annotated.jpg"
     _write_rgb(path, drawn)
     return path
 
 
 def write_annotated_video(
-    source: str | Path, result: MediaResult, threshold: float, out_dir: Path, fps: float = 4.0
+    source: str | Path,
+    result: MediaResult,
+    threshold: float,
+    out_dir: Path,
+    fps: float = 4.0,
+    names: dict[str, str] | None = None,
 ) -> list[Path]:
     """Re-decode the analysed frames and write them annotated, with a timeline strip.
 
     Decoding again (only when annotating) keeps the analysis itself from holding frames.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = output_stem(result.path)
+    stem = output_stem(result.path, names)
     by_frame: dict[int, list[FaceResult]] = defaultdict(list)
     for face in result.faces:
         by_frame[face.frame or 0].append(face)

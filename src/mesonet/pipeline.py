@@ -167,6 +167,7 @@ class Detector:
         self.margin = margin
         self.batch_size = batch_size
         self.annotate_dir = Path(annotate_dir) if annotate_dir is not None else None
+        self._annotated: dict[str, str] = {}  # annotated output names given -> their inputs
         self._face_detector = face_detector
         self._detector_options = {"min_face_size": min_face_size, "confidence": face_confidence}
         self.video_detect_side = video_detect_side
@@ -257,7 +258,9 @@ class Detector:
         if self.annotate_dir is not None:
             from mesonet.annotate import write_annotated_image
 
-            write_annotated_image(image, result, self.threshold, self.annotate_dir)
+            write_annotated_image(
+                image, result, self.threshold, self.annotate_dir, names=self._annotated
+            )
         return result
 
     def _load_image(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
@@ -344,7 +347,9 @@ class Detector:
         if self.annotate_dir is not None:
             from mesonet.annotate import write_annotated_video
 
-            write_annotated_video(path, result, self.threshold, self.annotate_dir)
+            write_annotated_video(
+                path, result, self.threshold, self.annotate_dir, names=self._annotated
+            )
         return result
 
     def _analyse_frames(
