@@ -15,8 +15,8 @@ def test_annotated_video_is_h264(annotated_video):
         assert stream.codec_context.name == "h264"
         assert stream.codec_context.pix_fmt == "yuv420p"
         assert sum(1 for _ in container.decode(stream)) >= 1
-    timeline = annotated_video.with_name(annotated_video.name.replace(".annotated.mp4", ""))
-    assert timeline.with_suffix(".timeline.png").stat().st_size > 0
+    timeline = annotated_video.name.replace(".annotated.mp4", ".timeline.png")
+    assert annotated_video.with_name(timeline).stat().st_size > 0
 
 
 def test_encoder_ships_with_the_dependency():
