@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from mesonet.cli import app
 from mesonet.evaluation import METRIC_KEYS
 from mesonet.evaluation.runner import evaluate
+from mesonet.inputs import Limits
 from mesonet.models import ModelCard, create_model, save_model
 from mesonet.pipeline import Detector
 
@@ -102,3 +104,39 @@ def test_a_folder_without_classes_is_a_clear_error(model_path, tmp_path):
     result = CliRunner().invoke(app, cmd)
     assert result.exit_code != 0
     assert "fake/" in str(result.exception)
+
+
+@pytest.fixture(scope="module")
+def sample_folder(tmp_path_factory) -> Path:
+    """real/ and df/ from the packaged samples: 6 reals (group A) and 6 fakes (groups A, B)."""
+    from mesonet.inputs import sample_paths
+
+    root = tmp_path_factory.mktemp("labelled-samples")
+    samples = sample_paths()
+    for label in ("real", "df"):
+        (root / label).mkdir()
+        sources = [p for p in samples if p.parent.name == label]
+        for i in range(6):
+            group = "A" if label == "real" or i < 3 else "B"
+            shutil.copy(sources[i % 2], root / label / f"{group}__{label}{i}.jpg")
+    return root
+
+
+def test_limit_counts_like_predict_and_keeps_both_classes(model_path, sample_folder):
+    metrics = evaluate(Detector(model_path, faces="none"), sample_folder, limits=Limits(limit=4))
+    assert metrics["n"] == 4  # --limit 4: four images in all, not four per class folder
+    assert metrics["confusion"]["tn"] + metrics["confusion"]["fp"] == 2  # two real, two fake
+
+
+def test_one_class_group_shows_no_auc_or_ap(model_path, sample_folder):
+    cmd = ["evaluate", str(sample_folder), "--faces", "none", "-m", str(model_path)]
+    result = CliRunner().invoke(app, cmd, env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2:]
+        for line in result.stdout.splitlines()
+        if line.startswith("│")
+    }
+    n, auc, ap = (cell.strip() for cell in rows["B"][:3])
+    assert (n, auc, ap) == ("3", "-", "-")  # group B holds fakes only
+    assert rows["A"][1].strip() != "-" and rows["all"][1].strip() != "-"

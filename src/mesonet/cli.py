@@ -172,6 +172,14 @@ LimitOption = Annotated[
         help="Analyse at most N images and at most N videos, in the order listed.", metavar="N"
     ),
 ]
+EvalLimitOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Evaluate at most N images and at most N videos in all (as predict's --limit), "
+        "taken alternately from real/ and fake/.",
+        metavar="N",
+    ),
+]
 ILimitOption = Annotated[int | None, typer.Option(help="Analyse at most N images.", metavar="N")]
 VLimitOption = Annotated[int | None, typer.Option(help="Analyse at most N videos.", metavar="N")]
 
@@ -303,7 +311,7 @@ def evaluate_command(
     fps: FpsOption = None,
     aggregate: AggregateOption = "mean",
     backend: BackendOption = "auto",
-    limit: LimitOption = None,
+    limit: EvalLimitOption = None,
     ilimit: ILimitOption = None,
     vlimit: VLimitOption = None,
     trust_unverified: TrustOption = False,

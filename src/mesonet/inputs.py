@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from mesonet.media import media_kind
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,17 @@ class Limits:
         own = self.ilimit if kind == "image" else self.vlimit if kind == "video" else None
         caps = [c for c in (self.limit, own) if c is not None]
         return min(caps) if caps else None
+
+    def take(self, items: Iterable[T], kind: Callable[[T], str | None]) -> list[T]:
+        """The first ``items`` of each kind (``kind(item)``) up to its cap, in their order."""
+        counts: Counter[str | None] = Counter()
+        kept = []
+        for item in items:
+            cap = self.cap(kind(item))
+            if cap is None or counts[kind(item)] < cap:
+                counts[kind(item)] += 1
+                kept.append(item)
+        return kept
 
 
 @dataclass(frozen=True)

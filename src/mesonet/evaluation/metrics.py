@@ -99,11 +99,12 @@ def _metrics(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, Any]:
     both = _both_classes(y)
     conf = _confusion(y, (s >= threshold).astype(np.int64))
     tn, fp, fn, tp = conf["tn"], conf["fp"], conf["fn"], conf["tp"]
-    has_fake = bool(y.size) and int(y.sum()) > 0
     return {
         "n": int(y.size),
         "auc": float(roc_auc_score(y, s)) if both else None,
-        "ap": float(average_precision_score(y, s)) if has_fake else None,
+        # AP, like AUC, ranks fakes above reals: with one class it is undefined (with fakes
+        # only it would be 1.0 whatever the scores), so a one-class group shows "-"
+        "ap": float(average_precision_score(y, s)) if both else None,
         "eer": _eer_from_roc(*roc_curve(y, s)[:2])[0] if both else None,
         "accuracy": _ratio(tp + tn, y.size),
         "precision": _ratio(tp, tp + fp),

@@ -6,6 +6,7 @@ level). Files that end ``no_face`` or ``error`` have no score: they are counted,
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,7 +37,12 @@ class Labelled:
 
 
 def collect_labelled(data: str | Path, limits: Limits | None = None) -> list[Labelled]:
-    """Media under ``data/real`` and ``data/fake`` (or ``data/df``), sub-folders included."""
+    """Media under ``data/real`` and ``data/fake`` (or ``data/df``), sub-folders included.
+
+    ``limits`` caps the whole set as ``predict`` caps its inputs (``--limit 50``: at most 50
+    images and 50 videos in all); the files are taken alternately from the real and the fake
+    folders, so that a limited set still holds both classes.
+    """
     data = Path(data)
     if not data.is_dir():
         raise MesonetError(f"{data}: not a folder (expected real/ and fake/ inside)")
@@ -45,11 +51,16 @@ def collect_labelled(data: str | Path, limits: Limits | None = None) -> list[Lab
         CLASS_FOLDERS[n] == 1 for n in folders
     ):
         raise MesonetError(f"{data}: needs a real/ and a fake/ (or df/) folder of images or videos")
-    labelled = [
-        Labelled(item, CLASS_FOLDERS[name])
-        for name, folder in folders.items()
-        for item in discover([folder], recursive=True, limits=limits)
+    by_class: dict[int, list[Labelled]] = {0: [], 1: []}
+    for name, folder in folders.items():  # each capped alone first: no need to list more
+        label = CLASS_FOLDERS[name]
+        by_class[label] += [
+            Labelled(item, label) for item in discover([folder], recursive=True, limits=limits)
+        ]
+    alternate = [
+        lab for pair in itertools.zip_longest(by_class[0], by_class[1]) for lab in pair if lab
     ]
+    labelled = (limits or Limits()).take(alternate, kind=lambda lab: lab.item.kind)
     if not labelled:
         raise MesonetError(f"{data}: no images or videos under real/ and fake/")
     return labelled
