@@ -11,7 +11,7 @@ VIDEOS := $(wordlist 1,2,$(sort $(wildcard $(FFPP)/real/*.mp4))) \
 	$(firstword $(sort $(wildcard $(FFPP)/fake/Deepfakes__*.mp4))) \
 	$(firstword $(sort $(wildcard $(FFPP)/fake/Face2Face__*.mp4)))
 
-.PHONY: setup predict test lint format paper clean
+.PHONY: setup predict test check-wheel lint format paper clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ test: setup
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider
+
+# Build the wheel, install it into a fresh venv (no source tree on the path) and run
+# `mesonet predict --samples` and `mesonet serve` with one request from it.
+check-wheel: setup
+	$(BIN)/python tools/check_wheel.py
 
 lint format:
 	$(BIN)/ruff check --fix src tests tools benchmarks
