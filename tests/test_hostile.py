@@ -494,3 +494,117 @@ def test_annotated_outputs_never_overwrite_each_other(model_path, tmp_path):
     assert "in_x.jpg.annotated.jpg" in images and "in_x.png.annotated.jpg" in images
     assert len(list(out.glob("*.annotated.mp4"))) == 1
     assert len(list(out.glob("*.timeline.png"))) == 1
+
+
+# --------------------------------------------------------------------------- analysis limits
+
+
+@pytest.fixture(scope="module")
+def big_frames(tmp_path_factory) -> Path:
+    """A 3-frame video of 4096 x 2304 frames (9.4 MP, over the 8.3 MP default)."""
+    from hostile import video_bytes
+
+    path = tmp_path_factory.mktemp("big") / "big.mp4"
+    path.write_bytes(video_bytes(".mp4", "mp4v", frames=3, size=(4096, 2304)))
+    return path
+
+
+def test_frames_over_the_limit_are_refused_from_the_header(big_frames, model_path, monkeypatch):
+    import cv2
+
+    grabs = []
+    real_grab = cv2.VideoCapture.grab
+    monkeypatch.setattr(cv2, "VideoCapture", _CountingCapture(grabs, real_grab))
+    detector = Detector(model_path, faces="none", backend="torch")
+    record = detector.predict(big_frames).to_dict()
+    assert record["status"] == "error" and "4096x2304" in record["error"], record
+    assert "over the 8.3 MP limit" in record["error"] and grabs == []  # nothing decoded
+
+
+class _CountingCapture:
+    """cv2.VideoCapture whose grab() calls are counted."""
+
+    def __init__(self, grabs: list, real_grab) -> None:
+        import cv2
+
+        self.real = cv2.VideoCapture
+        self.grabs = grabs
+        self.real_grab = real_grab
+
+    def __call__(self, *args):
+        capture = self.real(*args)
+        grabs = self.grabs
+
+        class Counting:
+            def __getattr__(self, name):
+                return getattr(capture, name)
+
+            def grab(self):
+                grabs.append(1)
+                return capture.grab()
+
+        return Counting()
+
+
+def test_frame_limit_and_memory_budget_are_configurable(big_frames, model_path, tmp_path):
+    argv = ["predict", str(big_frames), "--model", str(model_path), *FAST, "-f", "jsonl"]
+    start = time.monotonic()
+    refused = CliRunner().invoke(app, argv)
+    assert refused.exit_code == 1 and time.monotonic() - start < 20
+    assert "8.3 MP limit" in json.loads(refused.stdout)["error"]
+    allowed = CliRunner().invoke(app, [*argv, "--max-frame-mp", "10"])
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.stdout)["status"] in ("ok", "no_face")
+    tight = CliRunner().invoke(app, [*argv, "--max-frame-mp", "10", "--max-memory-mb", "100"])
+    assert "over the 100 MB limit" in json.loads(tight.stdout)["error"]
+    bad = CliRunner().invoke(app, [*argv, "--max-seconds", "0"])
+    assert bad.exit_code == 2
+
+
+def test_api_refuses_frames_over_the_limit_quickly(big_frames, model_path, tmp_path):
+    client = TestClient(create_app(model_path, max_in_flight=1, tmp_dir=tmp_path / "up"))
+    body, headers = multipart(b"big.mp4", big_frames.read_bytes())
+    start = time.monotonic()
+    answer = client.post("/api/v1/detect", content=body, headers=headers)
+    assert answer.status_code == 422 and "MP limit" in answer.json()["detail"]
+    assert time.monotonic() - start < REQUEST_SECONDS
+
+
+def test_analysis_over_its_time_budget_ends_with_an_error_record(model_path, tmp_path):
+    from hostile import video_bytes
+
+    from mesonet.budget import AnalysisLimits
+
+    class SlowFaces:
+        def detect(self, images):
+            time.sleep(0.2)
+            return [[] for _ in images]
+
+    path = tmp_path / "long.avi"
+    path.write_bytes(video_bytes(".avi", "MJPG", frames=40))
+    detector = Detector(
+        model_path,
+        face_detector=SlowFaces(),
+        backend="torch",
+        redetect_s=0,
+        limits=AnalysisLimits(seconds=0.5),
+    )
+    start = time.monotonic()
+    record = detector.predict(path).to_dict()
+    assert record["status"] == "error" and "over the 0.5 s limit" in record["error"], record
+    assert time.monotonic() - start < 3
+
+
+def test_analysis_clock_stops_on_memory_growth():
+    import numpy as np
+
+    from mesonet.budget import AnalysisLimits, BudgetError, resident_mb
+
+    if resident_mb() is None:
+        pytest.skip("no /proc/self/statm here")
+    clock = AnalysisLimits(memory_mb=20).start()
+    clock.check()
+    ballast = np.ones(64 * 2**20, np.uint8)  # 64 MB, touched
+    with pytest.raises(BudgetError, match="over the 20 MB limit"):
+        clock.check()
+    del ballast

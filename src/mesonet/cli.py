@@ -166,6 +166,43 @@ TrustOption = Annotated[
         "then name the model '<name> (unverified)'.",
     ),
 ]
+MaxFrameOption = Annotated[
+    float,
+    typer.Option(
+        help="Refuse videos whose frames are over this many megapixels (from the header, "
+        "before decoding; 8.3 fits 4K).",
+        metavar="MP",
+    ),
+]
+MaxSecondsOption = Annotated[
+    float,
+    typer.Option(
+        help="Stop a file's analysis after this many seconds (an error record).",
+        metavar="SECONDS",
+    ),
+]
+MaxMemoryOption = Annotated[
+    float,
+    typer.Option(
+        help="Stop a file's analysis once it needs this much memory (an error record).",
+        metavar="MB",
+    ),
+]
+
+
+def _analysis_limits(max_frame_mp: float, max_seconds: float, max_memory_mb: float):
+    from mesonet.budget import AnalysisLimits
+
+    for value, name in (
+        (max_frame_mp, "--max-frame-mp"),
+        (max_seconds, "--max-seconds"),
+        (max_memory_mb, "--max-memory-mb"),
+    ):
+        if not value > 0:
+            raise typer.BadParameter("must be positive", param_hint=name)
+    return AnalysisLimits.from_options(max_frame_mp, max_seconds, max_memory_mb)
+
+
 LimitOption = Annotated[
     int | None,
     typer.Option(
@@ -249,6 +286,9 @@ def predict_command(
         ),
     ] = None,
     trust_unverified: TrustOption = False,
+    max_frame_mp: MaxFrameOption = 8.3,
+    max_seconds: MaxSecondsOption = 300.0,
+    max_memory_mb: MaxMemoryOption = 2048.0,
 ) -> None:
     """Tell whether the faces in images and videos are forged, and where.
 
@@ -278,6 +318,7 @@ def predict_command(
         annotate_dir=annotate,
         backend=backend,
         trust_unverified=trust_unverified,
+        limits=_analysis_limits(max_frame_mp, max_seconds, max_memory_mb),
     )
     failed = write_results(detector, paths, output_format, output, recursive, limits, out, err)
     raise typer.Exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
@@ -315,6 +356,9 @@ def evaluate_command(
     ilimit: ILimitOption = None,
     vlimit: VLimitOption = None,
     trust_unverified: TrustOption = False,
+    max_frame_mp: MaxFrameOption = 8.3,
+    max_seconds: MaxSecondsOption = 300.0,
+    max_memory_mb: MaxMemoryOption = 2048.0,
 ) -> None:
     """Measure a model on labelled media: accuracy, precision, recall, F1, ROC AUC, AP, EER.
 
@@ -341,6 +385,7 @@ def evaluate_command(
         aggregate=aggregate,
         backend=backend,
         trust_unverified=trust_unverified,
+        limits=_analysis_limits(max_frame_mp, max_seconds, max_memory_mb),
     )
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
@@ -683,6 +728,9 @@ def scan_command(
     aggregate: AggregateOption = "mean",
     backend: BackendOption = "auto",
     trust_unverified: TrustOption = False,
+    max_frame_mp: MaxFrameOption = 8.3,
+    max_seconds: MaxSecondsOption = 300.0,
+    max_memory_mb: MaxMemoryOption = 2048.0,
 ) -> None:
     """Scan a whole collection into one results file, on this machine or a Ray cluster.
 
@@ -726,6 +774,7 @@ def scan_command(
             aggregate=aggregate,
             backend=backend,
             trust_unverified=trust_unverified,
+            limits=_analysis_limits(max_frame_mp, max_seconds, max_memory_mb),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items()))
@@ -782,6 +831,9 @@ def serve_command(
         ),
     ] = 600.0,
     trust_unverified: TrustOption = False,
+    max_frame_mp: MaxFrameOption = 8.3,
+    max_seconds: MaxSecondsOption = 300.0,
+    max_memory_mb: MaxMemoryOption = 2048.0,
 ) -> None:
     """Run the web service: a page at / and the API at /api/v1/detect (docs at /docs)."""
     import uvicorn
@@ -800,6 +852,7 @@ def serve_command(
     for value, name in ((read_idle_s, "--read-idle-s"), (read_total_s, "--read-total-s")):
         if not value > 0:
             raise typer.BadParameter("must be positive", param_hint=name)
+    limits = _analysis_limits(max_frame_mp, max_seconds, max_memory_mb)
     sock = listen_socket(host, port)  # a port in use: one line and exit 2, before any banner
     with sock:
         web = create_app(
@@ -807,6 +860,7 @@ def serve_command(
             max_upload_mb=max_upload_mb,
             max_in_flight=max_in_flight,
             trust_unverified=trust_unverified,
+            limits=limits,
             max_uploads=max_uploads,
             read_idle_s=read_idle_s,
             read_total_s=read_total_s,

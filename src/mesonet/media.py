@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mesonet.budget import AnalysisClock, AnalysisLimits
 from mesonet.errors import MesonetError
 
 __all__ = [
@@ -279,7 +280,12 @@ def _sane_fps(fps: float) -> float:
     return fps if math.isfinite(fps) and 0 < fps <= MAX_FPS else FALLBACK_FPS
 
 
-def probe_video(path: str | os.PathLike[str], max_count_frames: int = 1_000_000) -> VideoInfo:
+def probe_video(
+    path: str | os.PathLike[str],
+    max_count_frames: int = 1_000_000,
+    limits: AnalysisLimits | None = None,
+    clock: AnalysisClock | None = None,
+) -> VideoInfo:
     """Read a video's frame count, fps and size from its header, sanity-checked.
 
     An unusable fps (0, negative, NaN, over :data:`MAX_FPS`) falls back to
@@ -289,8 +295,11 @@ def probe_video(path: str | os.PathLike[str], max_count_frames: int = 1_000_000)
     count that is still too high (truncated file) is handled later:
     :func:`iter_video_frames` stops at the real end.
     Raises :class:`MediaError` if the file is not a video OpenCV can open or has no
-    decodable frame size, or frames over :data:`DEFAULT_MAX_PIXELS`.
+    decodable frame size, and :class:`~mesonet.budget.BudgetError` for frames over
+    ``limits`` (default :class:`~mesonet.budget.AnalysisLimits`: 8.3 MP), checked from the
+    header before any frame is decoded, or when counting frames overruns ``clock``.
     """
+    limits = limits or AnalysisLimits()
     path = Path(path)
     cap = _open_capture(path)
     try:
@@ -300,11 +309,7 @@ def probe_video(path: str | os.PathLike[str], max_count_frames: int = 1_000_000)
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if width <= 0 or height <= 0:
             raise MediaError("video has no decodable frames (no frame size in the header)")
-        if width * height > DEFAULT_MAX_PIXELS:
-            raise MediaError(
-                f"video frames are {width}x{height} pixels, over the "
-                f"{DEFAULT_MAX_PIXELS / 1e6:g} MP limit"
-            )
+        limits.check_frame_size(width, height)
         size = path.stat().st_size
         implausible = (
             not math.isfinite(raw_count)
@@ -316,6 +321,8 @@ def probe_video(path: str | os.PathLike[str], max_count_frames: int = 1_000_000)
             count = 0
             while count < max_count_frames and cap.grab():
                 count += 1
+                if clock is not None:
+                    clock.check()
             if count == 0:
                 raise MediaError("video has no decodable frames")
         else:
@@ -351,7 +358,11 @@ def sample_frame_indices(info: VideoInfo, frames: int = 32, fps: float | None = 
 
 
 def iter_video_frames(
-    path: str | os.PathLike[str], indices: Iterable[int], max_side: int | None = None
+    path: str | os.PathLike[str],
+    indices: Iterable[int],
+    max_side: int | None = None,
+    limits: AnalysisLimits | None = None,
+    clock: AnalysisClock | None = None,
 ) -> Iterator[VideoFrame]:
     """Yield the frames at ``indices`` (in stream order, duplicates dropped) as RGB.
 
@@ -361,8 +372,11 @@ def iter_video_frames(
     before the last index (a header that over-counts), iteration just stops; if not a
     single wanted frame decodes, :class:`MediaError` is raised. With ``max_side`` frames
     are shrunk so their longer side is at most that (face boxes are then in those
-    pixels, not the source's).
+    pixels, not the source's). A decoded frame over ``limits`` (a header that lied about the
+    size) raises :class:`~mesonet.budget.BudgetError`, and so does ``clock`` running out,
+    checked after every decoded frame.
     """
+    limits = limits or AnalysisLimits()
     wanted = sorted({int(i) for i in indices})
     if wanted and wanted[0] < 0:
         raise ValueError(f"frame indices must be >= 0, got {wanted[0]}")
@@ -379,12 +393,17 @@ def iter_video_frames(
                 if not cap.grab():
                     break
                 position += 1
+                if clock is not None:
+                    clock.check()
             if position < target or not cap.grab():
                 break  # stream ended early: the header over-counted
             position += 1
             ok, bgr = cap.retrieve()
             if not ok or bgr is None:
                 continue  # one corrupt frame: skip it, keep walking
+            limits.check_frame_size(bgr.shape[1], bgr.shape[0])
+            if clock is not None:
+                clock.check()
             msec = float(cap.get(cv2.CAP_PROP_POS_MSEC))
             time_s = msec / 1000.0 if math.isfinite(msec) and msec >= 0 else target / fps
             if target > 0 and time_s == 0.0:

@@ -32,6 +32,7 @@ from mesonet.aggregate import (
     track_scores,
 )
 from mesonet.backends import create_scorer
+from mesonet.budget import AnalysisClock, AnalysisLimits
 from mesonet.errors import MesonetError
 from mesonet.faces import (
     DEFAULT_MARGIN,
@@ -109,6 +110,9 @@ class Detector:
             720p and 72 px at 1080p (MesoNet's crops are 256 px). None: as images.
         trust_unverified: load a weights file whose card carries no sha256 (refused
             otherwise); every record then names the model ``"<name> (unverified)"``.
+        limits: the largest video frame decoded, and the wall time and memory one file's
+            analysis may take (:class:`~mesonet.budget.AnalysisLimits`; default 8.3 MP,
+            300 s, 2 GB); over them, the file gets an error record.
     """
 
     def __init__(
@@ -130,6 +134,7 @@ class Detector:
         redetect_s: float = 0.2,
         video_detect_side: int | None = 320,
         trust_unverified: bool = False,
+        limits: AnalysisLimits | None = None,
     ) -> None:
         if faces not in FACE_MODES:
             raise MesonetError(f"faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
@@ -167,6 +172,7 @@ class Detector:
         self.margin = margin
         self.batch_size = batch_size
         self.annotate_dir = Path(annotate_dir) if annotate_dir is not None else None
+        self.limits = limits if limits is not None else AnalysisLimits()
         self._annotated: dict[str, str] = {}  # annotated output names given -> their inputs
         self._face_detector = face_detector
         self._detector_options = {"min_face_size": min_face_size, "confidence": face_confidence}
@@ -335,12 +341,15 @@ class Detector:
 
         return call
 
-    def _predict_video(self, path: Path) -> MediaResult:
-        info = probe_video(path)
+    def _predict_video(self, path: Path, clock: AnalysisClock | None = None) -> MediaResult:
+        clock = clock or self.limits.start()
+        info = probe_video(path, limits=self.limits, clock=clock)
         indices = sample_frame_indices(info, self.frames, self.fps)
-        frames = _prefetch(iter_video_frames(path, indices), PREFETCH_FRAMES)
+        frames = _prefetch(
+            iter_video_frames(path, indices, limits=self.limits, clock=clock), PREFETCH_FRAMES
+        )
         try:
-            analysed = self._analyse_frames(frames, indices[-1] if indices else -1, info.fps)
+            analysed = self._analyse_frames(frames, indices[-1] if indices else -1, info.fps, clock)
         finally:
             frames.close()
         result = self._video_result(path, info, indices, analysed)
@@ -353,7 +362,11 @@ class Detector:
         return result
 
     def _analyse_frames(
-        self, frames: Iterator[Any], last_index: int, fps: float
+        self,
+        frames: Iterator[Any],
+        last_index: int,
+        fps: float,
+        clock: AnalysisClock | None = None,
     ) -> list[FrameFaces]:
         """Detect (or interpolate), crop and score decoded video frames, in order.
 
@@ -390,6 +403,8 @@ class Detector:
         key: tuple[Any, list[Face]] | None = None  # the last frame the detector ran on
         between: list[Any] = []  # frames since then, waiting for the next detection
         for frame in frames:
+            if clock is not None:
+                clock.check()  # time spent detecting counts too, not only decoding
             due = (
                 self.faces == "none"
                 or key is None
@@ -462,13 +477,15 @@ class Detector:
         """The verdict on one image or video; bad input gives ``status='error'``, never raises."""
         path = Path(path)
         kind = kind or media_kind(path)
+        clock = self.limits.start()
         try:
             if kind == "image":
                 image = read_image(path)
+                clock.check()
                 (frame,) = self._score_frames([(0, 0.0, image)])
                 return self._image_result(path, image, frame)
             if kind == "video":
-                return self._predict_video(path)
+                return self._predict_video(path, clock)
             reason = "not an image or video mesonet can read"
             if not path.exists():
                 reason = "file not found"

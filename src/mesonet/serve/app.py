@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 from starlette.staticfiles import StaticFiles
 
 from mesonet.aggregate import AGGREGATIONS
+from mesonet.budget import AnalysisLimits
 from mesonet.media import media_kind
 from mesonet.serve.extras import annotated_extra
 from mesonet.serve.upload import (
@@ -317,6 +318,7 @@ def create_app(
     read_idle_s: float = READ_IDLE_S,
     read_total_s: float = READ_TOTAL_S,
     max_uploads: int = MAX_UPLOADS,
+    limits: AnalysisLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``model`` (a bundled name, a path, a loaded model or None).
 
@@ -333,6 +335,8 @@ def create_app(
         read_idle_s: an upload that sends nothing for this long gets 408 (connection closed).
         read_total_s: an upload still arriving after this long gets 408.
         max_uploads: uploads received at once; more get 503 at once.
+        limits: largest video frame, wall time and memory of one analysis (default
+            :class:`~mesonet.budget.AnalysisLimits`); over them, the request gets 422.
     """
     if detector_factory is None:
         from mesonet.models import load_model
@@ -345,7 +349,7 @@ def create_app(
         )
 
         def detector_factory() -> Any:
-            return Detector(loaded)
+            return Detector(loaded, limits=limits)
 
     service = Service(
         detector_factory,
