@@ -130,13 +130,32 @@ def test_limit_counts_like_predict_and_keeps_both_classes(model_path, sample_fol
 
 def test_one_class_group_shows_no_auc_or_ap(model_path, sample_folder):
     cmd = ["evaluate", str(sample_folder), "--faces", "none", "-m", str(model_path)]
-    result = CliRunner().invoke(app, cmd, env={"COLUMNS": "120"})
+    result = CliRunner().invoke(app, cmd, env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
     rows = {
-        line.split("│")[1].strip(): line.split("│")[2:]
-        for line in result.stdout.splitlines()
-        if line.startswith("│")
+        cells[0]: cells[1:]
+        for cells in map(str.split, result.stdout.splitlines())
+        if len(cells) == 9
     }
-    n, auc, ap = (cell.strip() for cell in rows["B"][:3])
-    assert (n, auc, ap) == ("3", "-", "-")  # group B holds fakes only
-    assert rows["A"][1].strip() != "-" and rows["all"][1].strip() != "-"
+    assert rows["B"][:3] == ["3", "-", "-"]  # group B holds fakes only: no AUC, no AP
+    assert rows["A"][1] != "-" and rows["all"][1] != "-"
+
+
+def test_metrics_table_keeps_group_names_whole_at_80_columns():
+    from rich.console import Console
+
+    from mesonet.cli import _metrics_table
+    from mesonet.evaluation.metrics import compute_metrics
+
+    rng = np.random.default_rng(0)
+    names = ["Deepfakes", "Face2Face", "NeuralTextures", "FaceShifter"]
+    metrics = compute_metrics(
+        rng.integers(0, 2, 80), rng.random(80), groups=[names[i % 4] for i in range(80)]
+    )
+    metrics.update(level="video", model="m", skipped={"no_face": 0, "error": 0})
+    console = Console(width=80, record=True)
+    console.print(_metrics_table(metrics))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert all(name in text for name in names)

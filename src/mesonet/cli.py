@@ -409,21 +409,35 @@ def _fmt(value) -> str:
 
 
 def _metrics_table(metrics: dict) -> Table:
-    """The headline metrics, then one row per group."""
+    """The headline metrics, then one row per group; every cell whole (no cut group names):
+    borderless columns leave room for them in 80 columns."""
+    from rich import box
+
     keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1")
     title = (
         f"{metrics['model']}: {metrics['level']} level, threshold {metrics['threshold']:.3f}, "
         f"skipped {metrics['skipped']['no_face']} no-face / {metrics['skipped']['error']} errors"
     )
-    headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1")
-    table = Table("group", *headers, title=title, title_justify="left")
-    table.add_row("[bold]all[/]", *(_fmt(metrics[k]) for k in keys))
-    for name in ("images", "videos"):
-        if name in metrics:
-            table.add_row(name, *(_fmt(metrics[name][k]) for k in keys))
+    rows = [(Text("all", style="bold"), metrics)]
+    rows += [(Text(name), metrics[name]) for name in ("images", "videos") if name in metrics]
     groups = metrics["by_group"]
-    for group, values in groups.items() if list(groups) != [""] else ():
-        table.add_row(group or "(none)", *(_fmt(values[k]) for k in keys))
+    rows += [(Text(g or "(none)"), v) for g, v in groups.items() if list(groups) != [""]]
+    headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1")
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    cells = [[_fmt(values[k]) for k in keys] for _, values in rows]
+    # numbers are never cut; a group name too long for the rest folds onto a second line
+    table.add_column("group", overflow="fold", min_width=min(16, max(len(n) for n, _ in rows)))
+    for i, header in enumerate(headers):
+        width = max(len(header), *(len(c[i]) for c in cells))
+        table.add_column(header, no_wrap=True, justify="right", min_width=width)
+    for (name, _), row in zip(rows, cells, strict=True):
+        table.add_row(name, *row)
     c = metrics["confusion"]
     table.caption = f"confusion: tn {c['tn']}  fp {c['fp']}  fn {c['fn']}  tp {c['tp']}"
     return table
