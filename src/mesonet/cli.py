@@ -411,7 +411,7 @@ def _fmt(value) -> str:
 def _metrics_table(metrics: dict) -> Table:
     """The headline metrics, then one row per group; every cell whole (no cut group names):
     borderless columns leave room for them in 80 columns."""
-    from rich import box
+    from mesonet.output import plain_table
 
     keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1")
     title = (
@@ -423,13 +423,7 @@ def _metrics_table(metrics: dict) -> Table:
     groups = metrics["by_group"]
     rows += [(Text(g or "(none)"), v) for g, v in groups.items() if list(groups) != [""]]
     headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1")
-    table = Table(
-        title=title,
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
+    table = plain_table(title=title, title_justify="left")
     cells = [[_fmt(values[k]) for k in keys] for _, values in rows]
     # numbers are never cut; a group name too long for the rest folds onto a second line
     table.add_column("group", overflow="fold", min_width=min(16, max(len(n) for n, _ in rows)))

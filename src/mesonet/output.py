@@ -13,7 +13,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -45,20 +46,43 @@ def shorten_path(path: str, width: int) -> str:
     return f"{ELLIPSIS}/{kept}"
 
 
-def path_column_width(total: int, other_columns: Iterable[int], *, floor: int = 24) -> int:
+def path_column_width(
+    total: int, other_columns: Iterable[int], *, floor: int = 24, per_column: int = 3
+) -> int:
     """Room for a path column in a table ``total`` characters wide whose other columns need
-    ``other_columns`` characters each: what the borders and the others leave, at least
-    ``floor`` (a narrower terminal then wraps the other columns instead)."""
+    ``other_columns`` characters each: what the others and the borders (``per_column``
+    characters a column: 3 for rich's boxed tables, 2 for :func:`plain_table`) leave, at
+    least ``floor`` (a narrower terminal then wraps the other columns instead)."""
     others = list(other_columns)
-    borders = 3 * (len(others) + 1) + 1  # "│ " before each column, " │" at the end
-    return max(floor, total - borders - sum(others))
+    return max(floor, total - per_column * (len(others) + 1) - 1 - sum(others))
 
 
-def _summary_table(results: list[MediaResult], threshold: float, width: int) -> Table:
-    """One row per result; file paths shortened from the left to fit ``width`` columns."""
-    table = Table(
-        title=f"threshold {threshold:.3f} (fake when p >= threshold)", title_justify="left"
-    )
+def plain_table(**kwargs) -> Table:
+    """A table with a rule under its header and no other lines: two characters between
+    columns instead of three, so more of a path or a name fits in 80 columns."""
+    return Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, **kwargs)
+
+
+def common_folder(paths: list[str]) -> str | None:
+    """The folder every path lies in, when there is one worth naming (not ``.`` or ``/``)."""
+    try:
+        folder = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+    except ValueError:  # absolute and relative paths mixed
+        return None
+    return folder if folder not in ("", ".", os.sep, "..") else None
+
+
+def _summary_table(results: list[MediaResult], threshold: float, width: int) -> Group:
+    """One row per result. File paths are given relative to the folder they share (named
+    above the table) and shortened from the left to fit ``width`` columns, keeping their
+    ends."""
+    names = [safe_text(r.path) for r in results]
+    heading = [Text(f"threshold {threshold:.3f} (fake when p >= threshold)")]
+    folder = common_folder(names)
+    if folder is not None:
+        names = [os.path.relpath(n, folder) for n in names]
+        heading.append(Text(f"files in {shorten_path(folder, width - 10)}{os.sep}"))
+    table = plain_table()
     rows = [_summary_row(r) for r in results]
     headers = ("file", "kind", "verdict", "p(fake)", "faces", "detail")
     natural = [
@@ -70,9 +94,9 @@ def _summary_table(results: list[MediaResult], threshold: float, width: int) -> 
         )
         for i, h in enumerate(headers)
     ]
-    # the detail column wraps at words; give it up to 24 characters before squeezing paths
-    room = path_column_width(width, [*natural[1:5], min(natural[5], 24)])
-    paths = [shorten_path(safe_text(r.path), room) for r in results]
+    # the detail column wraps at words; give it up to 16 characters before squeezing paths
+    room = path_column_width(width, [*natural[1:5], min(natural[5], 16)], per_column=2)
+    paths = [shorten_path(n, room) for n in names]
     for column in headers:
         if column == "file":
             longest = max((len(p) for p in paths), default=4)
@@ -82,7 +106,7 @@ def _summary_table(results: list[MediaResult], threshold: float, width: int) -> 
     for path, row in zip(paths, rows, strict=True):
         # file names and messages are shown as they are, never read as rich markup
         table.add_row(Text(path), *row[1:5], Text(row[5]))
-    return table
+    return Group(*heading, table)
 
 
 def _summary_row(r: MediaResult) -> tuple[str, ...]:
