@@ -366,7 +366,7 @@ def load_run_data(
         if spec.holdout:
             train: list[Sample] = []
             val = subsample(find_holdout(folder), max_val, config.seed + 1)
-            layout = "held out (validation only)"
+            layout = "validation only"
         else:
             fraction = config.val_fraction if spec.val_fraction is None else spec.val_fraction
             split = find_dataset(folder, fraction, config.seed)
