@@ -70,16 +70,17 @@ def test_image_record_is_exactly_the_predict_record(client, served_model, face_m
 
 
 def test_video_with_form_options(client, served_model, face_media, uploads):
-    data = {"frames": "4", "threshold": "0.25", "aggregate": "vote"}
+    data = {"frames": "4", "threshold": "0.25", "aggregate": "vote", "track_share": "0.5"}
     response = post(client, face_media["video"], data=data)
     assert response.status_code == 200
     record = response.json()
-    detector = Detector(served_model, frames=4, threshold=0.25, aggregate="vote")
+    detector = Detector(served_model, frames=4, threshold=0.25, aggregate="vote", track_share=0.5)
     expected = detector.predict(face_media["video"]).to_dict()
     expected["path"] = "clip.mp4"
     assert record == expected
     assert record["kind"] == "video" and record["frames_analyzed"] == 4
     assert record["aggregation"] == "vote" and "annotated" not in record
+    assert [t["decisive"] for t in record["tracks"]] == [True]
 
 
 def test_include_crops_adds_the_gallery_and_frame(client, face_media, uploads):
@@ -183,6 +184,7 @@ def test_corrupt_media_is_422_with_the_record_error(client, face_media, tmp_path
         ("threshold", "nan", "threshold"),
         ("threshold", "-0.1", "threshold"),
         ("aggregate", "max", "aggregate"),
+        ("track_share", "1.5", "track_share"),
     ],
 )
 def test_bad_form_values_are_422(client, face_media, uploads, field, value, word):

@@ -176,7 +176,9 @@ def test_video_upload_shows_frame_timeline_and_gallery(
     else:  # mp4v (MPEG-4 part 2) may not: then the server's JPEG of that frame is shown
         assert source in ("upload", "server")
     svg = browser.find_element(By.CSS_SELECTOR, "#timeline svg")
-    assert svg.find_elements(By.CSS_SELECTOR, "polyline.track")
+    assert len(svg.find_elements(By.CSS_SELECTOR, "polyline.track.decisive")) == 1
+    assert "decides" in browser.find_element(By.ID, "timeline-legend").text
+    assert "decides" in browser.find_element(By.ID, "verdict-sub").text
     assert len(svg.find_elements(By.CSS_SELECTOR, "circle.point")) >= 10  # 15 frames, 1 face
     assert svg.find_elements(By.CSS_SELECTOR, "line.threshold")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#gallery img")) >= 10

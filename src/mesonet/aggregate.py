@@ -8,8 +8,9 @@ Rules (``--aggregate``):
 - ``confident``: the mean over the track's most decisive frames, those whose probability is
   furthest from 0.5 (the top third, at least one): unsure frames (blur, profile) weigh nothing.
 
-Each face track is scored on its own; the video takes its most suspicious track, since one
-forged face makes a forged video.
+Each face track is scored on its own; the video takes its most suspicious track among
+those that cover a real share of it (:mod:`mesonet.video`), since one forged face makes a
+forged video but a one-frame false detection must not.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Images get ``<folder>_<name>.annotated.jpg``; videos get ``<folder>_<name>.annot
 (the analysed frames, each with its boxes and a timeline strip of the per-frame scores with
 the flagged segments and a cursor; H.264, which browsers play) and
 ``<folder>_<name>.timeline.png`` (a chart of the scores over time: time axis, the threshold,
-a legend, as on the web page). ``<name>`` keeps the extension (``in/x.jpg`` and ``in/x.png``
+a legend, as on the web page). The track that set a video's score is drawn thicker and
+labelled "decides" in both. ``<name>`` keeps the extension (``in/x.jpg`` and ``in/x.png``
 differ), and two inputs of one run that would still share a name get ``-2``, ``-3``... (see
 :func:`output_stem`).
 """
@@ -58,12 +59,22 @@ def output_stem(path: str | Path, taken: dict[str, str] | None = None) -> str:
 
 
 def draw_faces(
-    image: np.ndarray, faces: list[FaceResult], threshold: float, scale: float = 1.0
+    image: np.ndarray,
+    faces: list[FaceResult],
+    threshold: float,
+    scale: float = 1.0,
+    decisive: int | None = None,
 ) -> np.ndarray:
-    """A copy of ``image`` (RGB) with each face's box and 'fake 0.93' label."""
+    """A copy of ``image`` (RGB) with each face's box and 'fake 0.93' label.
+
+    ``decisive``: the id of the track that set a video's score; its faces get a thicker
+    box and "decides" in their label.
+    """
     out = image.copy()
-    thickness = max(2, round(max(out.shape[:2]) / 400))
+    normal = max(2, round(max(out.shape[:2]) / 400))
     for face in faces:
+        deciding = decisive is not None and face.track == decisive
+        thickness = normal * 2 if deciding else normal
         x, y, w, h = (v * scale for v in face.box)
         colour = score_colour(face.fake_probability)
         p1, p2 = (int(x), int(y)), (int(x + w), int(y + h))
@@ -71,7 +82,8 @@ def draw_faces(
         label = "fake" if face.fake_probability >= threshold else "real"
         text = f"{label} {face.fake_probability:.2f}"
         if face.track is not None:
-            text += f" #{face.track}"
+            text += f" #{face.track}" + (" decides" if deciding else "")
+        thickness = normal
         font_scale = max(0.5, thickness / 3)
         (tw, th), base = cv2.getTextSize(text, _FONT, font_scale, thickness)
         top = max(0, p1[1] - th - base - 4)
@@ -102,13 +114,23 @@ def timeline_strip(
     tracks: dict[int, list[FaceResult]] = defaultdict(list)
     for face in result.faces:
         tracks[face.track or 0].append(face)
-    for faces in tracks.values():
+    decisive = result.decisive_track
+    decisive_id = decisive.id if decisive is not None else None
+    # the decisive track is drawn last, on top, with a thick white line
+    for track, faces in sorted(tracks.items(), key=lambda item: item[0] == decisive_id):
+        deciding = track == decisive_id
         faces.sort(key=lambda f: f.time_s or 0.0)
         points = [(x_of(f.time_s or 0.0), y_of(f.fake_probability)) for f in faces]
+        line = ((255, 255, 255), 2) if deciding else ((140, 140, 140), 1)
         for a, b in zip(points, points[1:], strict=False):
-            cv2.line(strip, a, b, (200, 200, 200), 1, cv2.LINE_AA)
+            cv2.line(strip, a, b, line[0], line[1], cv2.LINE_AA)
         for face, point in zip(faces, points, strict=True):
-            cv2.circle(strip, point, 3, score_colour(face.fake_probability), -1, cv2.LINE_AA)
+            radius = 4 if deciding else 2
+            cv2.circle(strip, point, radius, score_colour(face.fake_probability), -1, cv2.LINE_AA)
+    if decisive is not None:
+        note = f"track {decisive.id} decides ({decisive.share:.0%} of frames)"
+        (tw, _), _ = cv2.getTextSize(note, _FONT, 0.4, 1)
+        cv2.putText(strip, note, (width - tw - 6, top + 10), _FONT, 0.4, (230, 230, 230), 1)
     if cursor_s is not None:
         cv2.line(strip, (x_of(cursor_s), 0), (x_of(cursor_s), STRIP_HEIGHT - 1), (255, 255, 255), 1)
     cv2.putText(strip, "1", (2, top + 8), _FONT, 0.35, (160, 160, 160), 1)
@@ -141,16 +163,24 @@ def timeline_figure(result: MediaResult, threshold: float) -> Figure:
     tracks: dict[int, list[FaceResult]] = defaultdict(list)
     for face in result.faces:
         tracks[face.track or 0].append(face)
+    summaries = {t.id: t for t in result.tracks}
     for track, faces in sorted(tracks.items()):
         faces.sort(key=lambda f: f.time_s or 0.0)
         times = [f.time_s or 0.0 for f in faces]
+        summary = summaries.get(track)
+        deciding = summary is not None and summary.decisive
+        role = ""
+        if summary is not None:
+            role = " (decides)" if deciding else "" if summary.eligible else " (cannot decide)"
         ax.plot(
             times,
             [f.fake_probability for f in faces],
             marker="o",
-            ms=3,
-            lw=1.2,
-            label=f"face #{track}",
+            ms=4.5 if deciding else 3,
+            lw=2.8 if deciding else 1.2,
+            ls="--" if summary is not None and not summary.eligible else "-",
+            zorder=3 if deciding else 2,
+            label=f"face #{track}{role}",
         )
     ax.axhline(threshold, color="#555555", ls="--", lw=1, label=f"threshold {threshold:.2f}")
     ax.set_xlim(0, duration)
@@ -254,7 +284,14 @@ def write_annotated_video(
         for frame in iter_video_frames(source, indices):
             small = resize_max_side(frame.image, MAX_SIDE)
             scale = small.shape[1] / frame.image.shape[1]
-            drawn = draw_faces(small, by_frame[frame.index], threshold, scale)
+            decisive = result.decisive_track
+            drawn = draw_faces(
+                small,
+                by_frame[frame.index],
+                threshold,
+                scale,
+                decisive=decisive.id if decisive is not None else None,
+            )
             width = drawn.shape[1]
             strip = timeline_strip(result, width, threshold, cursor_s=frame.time_s)
             composed = np.vstack([drawn, strip])

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from mesonet.clihelp import HelpCommand, HelpGroup
 from mesonet.errors import MesonetError
+from mesonet.video import TRACK_SHARE, TRACK_SIZE
 
 app = typer.Typer(
     name="mesonet",
@@ -203,6 +204,24 @@ def _analysis_limits(max_frame_mp: float, max_seconds: float, max_memory_mb: flo
     return AnalysisLimits.from_options(max_frame_mp, max_seconds, max_memory_mb)
 
 
+TrackShareOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="A face track decides a video only when it covers at least this share of the "
+        "analysed frames (the longest track when none does); shorter tracks are still reported.",
+    ),
+]
+TrackSizeOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="... and only when its faces are at least this fraction of the largest deciding "
+        "track's size (background faces never decide; 0 turns this off).",
+    ),
+]
 LimitOption = Annotated[
     int | None,
     typer.Option(
@@ -276,6 +295,8 @@ def predict_command(
     fps: FpsOption = None,
     faces: FacesOption = "detect",
     aggregate: AggregateOption = "mean",
+    track_share: TrackShareOption = TRACK_SHARE,
+    track_size: TrackSizeOption = TRACK_SIZE,
     backend: BackendOption = "auto",
     annotate: Annotated[
         Path | None,
@@ -315,6 +336,8 @@ def predict_command(
         frames=frames,
         fps=fps,
         aggregate=aggregate,
+        track_share=track_share,
+        track_size=track_size,
         annotate_dir=annotate,
         backend=backend,
         trust_unverified=trust_unverified,
@@ -351,6 +374,8 @@ def evaluate_command(
     frames: FramesOption = 32,
     fps: FpsOption = None,
     aggregate: AggregateOption = "mean",
+    track_share: TrackShareOption = TRACK_SHARE,
+    track_size: TrackSizeOption = TRACK_SIZE,
     backend: BackendOption = "auto",
     limit: EvalLimitOption = None,
     ilimit: ILimitOption = None,
@@ -383,6 +408,8 @@ def evaluate_command(
         frames=frames,
         fps=fps,
         aggregate=aggregate,
+        track_share=track_share,
+        track_size=track_size,
         backend=backend,
         trust_unverified=trust_unverified,
         limits=_analysis_limits(max_frame_mp, max_seconds, max_memory_mb),
@@ -734,6 +761,8 @@ def scan_command(
     fps: FpsOption = None,
     faces: FacesOption = "detect",
     aggregate: AggregateOption = "mean",
+    track_share: TrackShareOption = TRACK_SHARE,
+    track_size: TrackSizeOption = TRACK_SIZE,
     backend: BackendOption = "auto",
     trust_unverified: TrustOption = False,
     max_frame_mp: MaxFrameOption = 8.3,
@@ -780,6 +809,8 @@ def scan_command(
             fps=fps,
             faces=faces,
             aggregate=aggregate,
+            track_share=track_share,
+            track_size=track_size,
             backend=backend,
             trust_unverified=trust_unverified,
             limits=_analysis_limits(max_frame_mp, max_seconds, max_memory_mb),

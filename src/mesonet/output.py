@@ -124,10 +124,14 @@ def _summary_row(r: MediaResult) -> tuple[str, ...]:
             spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f}s" for s in r.segments[:3])
             more = f" +{len(r.segments) - 3}" if len(r.segments) > 3 else ""
             detail += f"; flagged {spans}{more}"
-    tracks = {f.track for f in r.faces} if r.kind == "video" else None
     faces = str(len(r.faces))
-    if tracks:
-        faces = f"{len(tracks)} track" + ("" if len(tracks) == 1 else "s")
+    if r.kind == "video" and r.tracks:
+        deciding = sum(t.eligible for t in r.tracks)
+        faces = f"{len(r.tracks)} track" + ("" if len(r.tracks) == 1 else "s")
+        faces += f", {deciding} can decide"
+        decisive = r.decisive_track
+        if decisive is not None:
+            detail += f"; track {decisive.id} ({decisive.share:.0%} of frames) decides"
     return (r.path, r.kind or "?", verdict, p, faces, safe_text(detail))
 
 

@@ -25,12 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mesonet.aggregate import (
-    AGGREGATIONS,
-    decision_threshold,
-    flagged_segments,
-    track_scores,
-)
+from mesonet.aggregate import AGGREGATIONS, decision_threshold, flagged_segments
 from mesonet.backends import create_scorer
 from mesonet.budget import AnalysisClock, AnalysisLimits
 from mesonet.errors import MesonetError
@@ -55,6 +50,15 @@ from mesonet.media import (
 )
 from mesonet.models import MesoNet, load_model
 from mesonet.results import FaceResult, MediaResult
+from mesonet.video import (
+    TRACK_SHARE,
+    TRACK_SIZE,
+    check_rules,
+    choose_decisive,
+    link_tracks,
+    plausible_faces,
+    summarise_tracks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,11 @@ class Detector:
         frames: frames sampled evenly from each video (ignored when ``fps`` is given).
         fps: sample this many frames per second of video instead.
         aggregate: how frame scores become a track score (see :mod:`mesonet.aggregate`).
+        track_share: a face track decides a video's score only when it covers at least this
+            share of the analysed frames (the longest track when none does); shorter tracks
+            are still reported. See :mod:`mesonet.video`.
+        track_size: ... and only when its median face size is at least this fraction of the
+            largest such track's (small faces in the background never decide).
         face_detector: a :class:`~mesonet.faces.FaceDetector`; default MTCNN built from
             ``min_face_size`` and ``face_confidence``.
         margin: crop side as a multiple of the face box (1.3, as the authors).
@@ -135,6 +144,8 @@ class Detector:
         video_detect_side: int | None = 320,
         trust_unverified: bool = False,
         limits: AnalysisLimits | None = None,
+        track_share: float = TRACK_SHARE,
+        track_size: float = TRACK_SIZE,
     ) -> None:
         if faces not in FACE_MODES:
             raise MesonetError(f"faces must be one of {', '.join(FACE_MODES)}, not {faces!r}")
@@ -148,6 +159,9 @@ class Detector:
             raise MesonetError(f"fps must be positive, not {fps}")
         if not redetect_s >= 0:
             raise MesonetError(f"redetect_s must be 0 or more, not {redetect_s}")
+        check_rules(track_share, track_size)
+        self.track_share = float(track_share)
+        self.track_size = float(track_size)
         if not isinstance(model, torch.nn.Module):
             model = load_model(model, trust_unverified=trust_unverified)
         self.model = model
@@ -415,7 +429,11 @@ class Detector:
                 between.append(frame)
                 continue
             faces = (
-                [] if self.faces == "none" else self.video_face_detector.detect([frame.image])[0]
+                []
+                if self.faces == "none"
+                else plausible_faces(
+                    self.video_face_detector.detect([frame.image])[0], frame.image.shape
+                )
             )
             for middle in between:
                 weight = (middle.index - key[0].index) / max(frame.index - key[0].index, 1)
@@ -432,7 +450,7 @@ class Detector:
     def _video_result(
         self, path: Path, info: VideoInfo, indices: list[int], analysed: list[FrameFaces]
     ) -> MediaResult:
-        tracks = assign_tracks([f.faces for f in analysed])
+        tracks = link_tracks([f.faces for f in analysed], [f.time_s for f in analysed])
         faces = [
             FaceResult(
                 box=[round(v, 1) for v in face.box],
@@ -456,10 +474,12 @@ class Detector:
             aggregation=self.aggregate,
         )
         if faces:
-            per_track = track_scores(faces, self.aggregate, self.threshold)
-            probability = max(per_track.values())  # the most suspicious track
+            result.tracks = summarise_tracks(faces, len(analysed), self.aggregate, self.threshold)
+            probability = choose_decisive(
+                result.tracks, self.track_share, self.track_size
+            ).fake_probability
             result.status = "ok"
-            result.fake_probability = round(probability, 6)
+            result.fake_probability = probability
             result.label = self._label(probability, self.aggregate)
             gap = info.duration_s / max(len(indices), 1)
             result.segments = [

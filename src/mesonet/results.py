@@ -27,6 +27,8 @@ CSV_COLUMNS = (
     "frames_analyzed",
     "duration_s",
     "aggregation",
+    "deciding_tracks",  # video only: face tracks that could decide the video's score
+    "decisive_track",
     "flagged_segments",
     "error",
 )
@@ -78,6 +80,27 @@ class Segment:
 
 
 @dataclass
+class TrackResult:
+    """One face track of a video (one person, as far as tracking can tell) and its quality.
+
+    ``frames``: analysed frames the track has a face on; ``share``: that over all analysed
+    frames; ``median_size``: median face size in source pixels (square root of the box's
+    area); ``confidence``: median detector confidence (None when faces were not detected);
+    ``fake_probability``: the track's aggregated score; ``eligible``: covers enough of the
+    video to decide it (see :mod:`mesonet.video`); ``decisive``: set the video's score.
+    """
+
+    id: int
+    frames: int
+    share: float
+    median_size: float
+    confidence: float | None
+    fake_probability: float
+    eligible: bool = False
+    decisive: bool = False
+
+
+@dataclass
 class MediaResult:
     """The verdict on one input file."""
 
@@ -91,12 +114,25 @@ class MediaResult:
     frames_analyzed: int | None = None
     duration_s: float | None = None
     aggregation: str | None = None
+    tracks: list[TrackResult] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     error: str | None = None
 
     @property
     def is_video(self) -> bool:
         return self.kind == "video"
+
+    @property
+    def decisive_track(self) -> TrackResult | None:
+        """The track that set a video's score (None for images and videos without faces)."""
+        return next((t for t in self.tracks if t.decisive), None)
+
+    def deciding_faces(self) -> list[FaceResult]:
+        """The faces behind the score: the decisive track's for a video, else all of them."""
+        decisive = self.decisive_track
+        if decisive is None:
+            return list(self.faces)
+        return [f for f in self.faces if (f.track or 0) == decisive.id]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record: video-only keys appear for videos, ``error`` only on errors."""
@@ -113,6 +149,7 @@ class MediaResult:
             data["frames_analyzed"] = self.frames_analyzed
             data["duration_s"] = self.duration_s
             data["aggregation"] = self.aggregation
+            data["tracks"] = [asdict(t) for t in self.tracks]
             data["segments"] = [asdict(s) for s in self.segments]
         if self.status == "error":
             data["error"] = None if self.error is None else safe_text(self.error)
@@ -120,6 +157,7 @@ class MediaResult:
 
     def to_csv_row(self) -> dict[str, Any]:
         """A flat row: counts and summaries instead of nested lists."""
+        decisive = self.decisive_track
         return {
             "path": safe_text(self.path),
             "kind": self.kind or "",
@@ -132,6 +170,8 @@ class MediaResult:
             "frames_analyzed": "" if self.frames_analyzed is None else self.frames_analyzed,
             "duration_s": "" if self.duration_s is None else self.duration_s,
             "aggregation": self.aggregation or "",
+            "deciding_tracks": sum(t.eligible for t in self.tracks) if self.is_video else "",
+            "decisive_track": "" if decisive is None else decisive.id,
             "flagged_segments": ";".join(f"{s.start_s:.2f}-{s.end_s:.2f}" for s in self.segments),
             "error": safe_text(self.error or ""),
         }

@@ -132,11 +132,12 @@ def evaluate(
 def _face_loader(
     results: dict[str, MediaResult], detector: Detector
 ) -> Callable[[str], np.ndarray]:
-    """For the report grids: the most suspicious face of a file, as the model saw it."""
+    """For the report grids: the most suspicious face behind a file's score, as the model
+    saw it (for a video, on its decisive track)."""
 
     def load(path: str) -> np.ndarray:
         result = results[path]
-        face = max(result.faces, key=lambda f: f.fake_probability)
+        face = max(result.deciding_faces(), key=lambda f: f.fake_probability)
         if result.kind == "video":
             frame = next(iter(_frames(path, face.frame or 0)))
         else:

@@ -1,8 +1,10 @@
 """Greedy face tracking across sampled frames, so scores can be pooled per person.
 
 Frames are usually sampled far apart (32 over a whole video), so matching uses box
-overlap (IoU) first and falls back to centre distance relative to face size, and a
-track survives a few frames without a detection (a missed face, a turned head).
+overlap (IoU) first and falls back to centre distance relative to face size (optionally only
+between faces of a similar size), and a track survives a few frames without a detection (a
+missed face, a turned head, a motion-blurred frame), the distance it may have moved growing
+with the gap.
 """
 
 from __future__ import annotations
@@ -42,19 +44,30 @@ def _center_distance(a: Face, b: Face) -> float:
     return math.hypot(ax - bx, ay - by) / scale
 
 
+def _scale_ratio(a: Face, b: Face) -> float:
+    """How many times larger one face is than the other (>= 1; sides, not areas)."""
+    small, large = sorted((math.sqrt(a.area), math.sqrt(b.area)))
+    return large / small if small > 0 else math.inf
+
+
 def assign_tracks(
     faces_per_frame: list[list[Face]],
     iou_threshold: float = 0.3,
     max_distance: float = 0.5,
     max_gap: int = 2,
+    max_scale: float | None = None,
+    gap_growth: float = 0.0,
 ) -> list[list[int]]:
     """Give every face a track id, same shape as ``faces_per_frame``.
 
     Frame by frame, each (live track, face) pair is a candidate when the boxes'
-    IoU >= ``iou_threshold`` or their centres are within ``max_distance`` face sizes;
-    candidates are taken greedily, best IoU first (then nearest), each track and face
-    at most once. Unmatched faces start new tracks. A track not seen for more than
-    ``max_gap`` consecutive frames ends. Ids count up from 0 and are never reused.
+    IoU >= ``iou_threshold`` or their centres are within ``max_distance`` face sizes
+    (times ``(1 + gap) ** gap_growth`` after ``gap`` frames without the track, so a face
+    may have moved further while it was missed) and, if ``max_scale`` is set, their sizes
+    differ by at most that factor; candidates are taken greedily, best IoU first (then
+    nearest), each track and face at most once. Unmatched faces start new tracks. A track
+    not seen for more than ``max_gap`` consecutive frames ends. Ids count up from 0 and
+    are never reused.
     """
     tracks: list[_Track] = []
     next_id = 0
@@ -63,10 +76,14 @@ def assign_tracks(
         tracks = [t for t in tracks if frame - t.last_frame <= max_gap + 1]
         candidates = []
         for ti, track in enumerate(tracks):
+            reach = max_distance * (frame - track.last_frame) ** gap_growth
             for fi, face in enumerate(faces):
                 iou = box_iou(track.face.box, face.box)
                 distance = _center_distance(track.face, face)
-                if iou >= iou_threshold or distance <= max_distance:
+                near = distance <= reach and (
+                    max_scale is None or _scale_ratio(track.face, face) <= max_scale
+                )
+                if iou >= iou_threshold or near:
                     candidates.append((-iou, distance, ti, fi))
         candidates.sort()
         ids: list[int | None] = [None] * len(faces)

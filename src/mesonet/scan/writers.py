@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - Windows
 log = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-VIDEO_KEYS = ("frames_analyzed", "duration_s", "aggregation", "segments")
+VIDEO_KEYS = ("frames_analyzed", "duration_s", "aggregation", "tracks", "segments")
 VIDEO_FACE_KEYS = ("frame", "time_s", "track")
 PARQUET_HINT = "Parquet output needs pyarrow: pip install 'mesonet[ray]' (or pyarrow)"
 
@@ -231,6 +231,18 @@ def parquet_schema() -> Any:
             ("track", pa.int64()),
         ]
     )
+    track = pa.struct(
+        [
+            ("id", pa.int64()),
+            ("frames", pa.int64()),
+            ("share", pa.float64()),
+            ("median_size", pa.float64()),
+            ("confidence", pa.float64()),
+            ("fake_probability", pa.float64()),
+            ("eligible", pa.bool_()),
+            ("decisive", pa.bool_()),
+        ]
+    )
     segment = pa.struct(
         [
             ("start_s", pa.float64()),
@@ -251,6 +263,7 @@ def parquet_schema() -> Any:
             ("frames_analyzed", pa.int64()),
             ("duration_s", pa.float64()),
             ("aggregation", pa.string()),
+            ("tracks", pa.list_(track)),
             ("segments", pa.list_(segment)),
             ("error", pa.string()),
         ]
@@ -259,7 +272,7 @@ def parquet_schema() -> Any:
 
 def _to_row(record: dict[str, Any], schema: Any) -> dict[str, Any]:
     row = {name: record.get(name) for name in schema.names}
-    for key in ("faces", "segments"):
+    for key in ("faces", "tracks", "segments"):
         fields = [f.name for f in schema.field(key).type.value_type]
         row[key] = [{f: item.get(f) for f in fields} for item in record.get(key) or []]
     return row
@@ -280,6 +293,7 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
     if video:
         for key in VIDEO_KEYS:
             record[key] = row.get(key)
+        record["tracks"] = [dict(t) for t in row.get("tracks") or []]
         record["segments"] = [dict(s) for s in row.get("segments") or []]
     if row.get("status") == "error":
         record["error"] = row.get("error")

@@ -91,6 +91,7 @@ class Options:
     frames: int | None = None
     threshold: float | None = None
     aggregate: str | None = None
+    track_share: float | None = None
 
 
 def parse_options(fields: dict[str, str]) -> Options:
@@ -106,16 +107,7 @@ def parse_options(fields: dict[str, str]) -> Options:
             raise ServiceError(
                 422, f"frames must be a whole number from 1 to {MAX_FRAMES}, not {value!r}"
             )
-    value = fields.get("threshold", "").strip()
-    if value:
-        try:
-            options.threshold = float(value)
-        except ValueError:
-            options.threshold = None
-        if options.threshold is None or not (
-            math.isfinite(options.threshold) and 0.0 <= options.threshold <= 1.0
-        ):
-            raise ServiceError(422, f"threshold must be a number from 0 to 1, not {value!r}")
+    options.threshold = _fraction(fields, "threshold")
     value = fields.get("aggregate", "").strip()
     if value:
         if value not in AGGREGATIONS:
@@ -123,7 +115,22 @@ def parse_options(fields: dict[str, str]) -> Options:
                 422, f"aggregate must be one of {', '.join(AGGREGATIONS)}, not {value!r}"
             )
         options.aggregate = value
+    options.track_share = _fraction(fields, "track_share")
     return options
+
+
+def _fraction(fields: dict[str, str], name: str) -> float | None:
+    """The optional form field ``name`` as a number from 0 to 1 (None when absent)."""
+    value = fields.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ServiceError(422, f"{name} must be a number from 0 to 1, not {value!r}")
+    return number
 
 
 def parse_include(include: str | None) -> set[str]:
@@ -206,6 +213,8 @@ class Service:
             "threshold": getattr(detector, "threshold", None),
             "frames": getattr(detector, "frames", None),
             "aggregate": getattr(detector, "aggregate", None),
+            "track_share": getattr(detector, "track_share", None),
+            "track_size": getattr(detector, "track_size", None),
         }
 
     # ------------------------------------------------------------------ inference
@@ -528,6 +537,14 @@ _DETECT_BODY: dict[str, Any] = {
                         "type": "string",
                         "enum": list(AGGREGATIONS),
                         "description": "Video score per face track (default mean).",
+                    },
+                    "track_share": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": 1,
+                        "description": "A face track decides a video only when it covers at "
+                        "least this share of the analysed frames (default 0.25; the longest "
+                        "track when none does).",
                     },
                 },
             }

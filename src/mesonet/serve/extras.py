@@ -51,9 +51,10 @@ def annotated_extra(path: Path, result: MediaResult, threshold: float) -> dict[s
     """``{"threshold", "crops": [{"face", "jpeg"}], "frame": {...} | None}`` for ``result``.
 
     ``face`` indexes ``result.faces``; ``frame`` is the frame (the image itself for images)
-    of the most suspicious face, shrunk to at most ``FRAME_SIDE`` pixels, with its source
-    ``width`` and ``height`` so the record's boxes can be drawn on it. Video frames are
-    decoded one at a time and dropped once cropped.
+    of the most suspicious face behind the score (for a video, on its decisive track),
+    shrunk to at most ``FRAME_SIDE`` pixels, with its source ``width`` and ``height`` so the
+    record's boxes can be drawn on it. Video frames are decoded one at a time and dropped
+    once cropped.
     """
     extra: dict[str, Any] = {"threshold": threshold, "crops": [], "frame": None}
     faces = result.faces
@@ -61,7 +62,8 @@ def annotated_extra(path: Path, result: MediaResult, threshold: float) -> dict[s
         return extra
     by_score = sorted(range(len(faces)), key=lambda i: -faces[i].fake_probability)
     chosen = sorted(by_score[:MAX_CROPS])
-    top = by_score[0]
+    deciding = {id(f) for f in result.deciding_faces()}
+    top = next(i for i in by_score if id(faces[i]) in deciding)
 
     def frame_of(i: int) -> int:
         return faces[i].frame or 0

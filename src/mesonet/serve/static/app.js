@@ -199,11 +199,9 @@ function render(record) {
     verdict.className = `verdict ${fake ? "fake" : "real"}`;
     $("verdict-text").textContent = `${fake ? "Likely forged" : "Likely real"} — ${pct(p)} fake probability`;
     const n = record.faces.length;
-    const tracks = new Set(record.faces.map((f) => f.track)).size;
-    const where = record.kind === "video"
-      ? `${plural(tracks, "face track")} over ${plural(record.frames_analyzed, "frame")}`
-      : plural(n, "face");
-    $("verdict-sub").textContent = `${where}; the most suspicious one decides.`;
+    $("verdict-sub").textContent = record.kind === "video"
+      ? videoSummary(record)
+      : `${plural(n, "face")}; the most suspicious one decides.`;
   } else {
     verdict.className = "verdict none";
     $("verdict-text").textContent = "No face found";
@@ -217,6 +215,26 @@ function render(record) {
   showFace(frame ? frame.face : null);
 }
 
+const decisiveTrack = (record) => (record.tracks || []).find((t) => t.decisive) || null;
+
+// "2 face tracks over 32 frames; track 0 (100% of the frames) decides, ..."
+function videoSummary(record) {
+  const tracks = record.tracks || [];
+  const where = `${plural(tracks.length, "face track")} over ${plural(record.frames_analyzed, "frame")}`;
+  const decisive = decisiveTrack(record);
+  if (!decisive) return `${where}.`;
+  const eligible = tracks.filter((t) => t.eligible).length;
+  const among = eligible > 1 ? `, the most suspicious of the ${eligible} that cover enough of the video` : "";
+  const short = tracks.length - eligible;
+  const rest = short ? `; ${plural(short, "other track")} reported, not deciding` : "";
+  return `${where}; track ${decisive.id} (${pct(decisive.share)} of the frames) decides${among}${rest}.`;
+}
+
+function trackRole(track) {
+  if (track.decisive) return "decides";
+  return track.eligible ? "could decide" : "too short or small to decide";
+}
+
 function renderFacts(record) {
   const facts = $("facts");
   const add = (k, v) => {
@@ -226,7 +244,13 @@ function renderFacts(record) {
   add("Model", record.model);
   if (record.kind === "video") {
     add("Video", `${secs(record.duration_s)}, ${record.frames_analyzed} frames analysed`);
-    add("Video score", `${record.aggregation} over each face track`);
+    add("Video score", `${record.aggregation} over each face track; the tracks that cover enough ` +
+      "of the frames (else the longest) can decide, and the most suspicious of them does");
+    const tracks = record.tracks || [];
+    if (tracks.length) {
+      add("Tracks", tracks.map((t) => `#${t.id}: ${plural(t.frames, "frame")} (${pct(t.share)}), ` +
+        `${Math.round(t.median_size)} px, ${pct(t.fake_probability)} fake, ${trackRole(t)}`).join("; "));
+    }
     const segs = record.segments || [];
     add("Flagged", segs.length
       ? segs.map((s) => `${secs(s.start_s)}–${secs(s.end_s)} (track ${s.track}, ${pct(s.fake_probability)})`).join("; ")
@@ -302,7 +326,7 @@ function showFace(index) {
     }
     const caption = `Frame at ${secs(face.time_s)}` +
       (index === (record.annotated && record.annotated.frame && record.annotated.frame.face)
-        ? " (the most suspicious face)" : "");
+        ? " (the most suspicious face of the deciding track)" : "");
     grabVideoFrame(face.time_s)
       .then((video) => paint(video, video.videoWidth, video.videoHeight, faces, 1, caption, "upload"))
       .catch(fallback);
@@ -333,7 +357,7 @@ function paintServerFrame(record, index) {
   const img = new Image();
   img.onload = () => {
     const faces = facesOnFrame(record, record.faces[frame.face]);
-    const caption = record.kind === "video" ? `Frame at ${secs(frame.time_s)} (the most suspicious face)` : "";
+    const caption = record.kind === "video" ? `Frame at ${secs(frame.time_s)} (the most suspicious face of the deciding track)` : "";
     const scale = img.naturalWidth / frame.width;
     paint(img, img.naturalWidth, img.naturalHeight, faces, scale, caption, "server");
   };
@@ -436,24 +460,39 @@ function renderTimeline(record) {
     tracks.get(k).push([f, i]);
   });
   const legend = $("timeline-legend");
-  for (const [k, faces] of [...tracks.entries()].sort((a, b) => a[0] - b[0])) {
+  const summaries = new Map((record.tracks || []).map((t) => [t.id, t]));
+  const decisive = decisiveTrack(record);
+  // the decisive track is drawn last (on top) and thickest; tracks that cannot decide dashed
+  const order = [...tracks.entries()].sort((a, b) =>
+    (decisive && a[0] === decisive.id) - (decisive && b[0] === decisive.id) || a[0] - b[0]);
+  for (const [k, faces] of order) {
     faces.sort((a, b) => a[0].time_s - b[0].time_s);
     const colour = TRACK_COLOURS[k % TRACK_COLOURS.length];
-    svg.append(el("svg:polyline", {
-      class: "track", fill: "none", stroke: colour, "stroke-width": 2, "stroke-linejoin": "round",
+    const summary = summaries.get(k);
+    const deciding = Boolean(summary && summary.decisive);
+    const line = {
+      class: deciding ? "track decisive" : "track", fill: "none", stroke: colour,
+      "stroke-width": deciding ? 3.5 : 1.5, "stroke-linejoin": "round",
       points: faces.map(([f]) => `${x(f.time_s)},${y(f.fake_probability)}`).join(" "),
-    }));
+    };
+    if (summary && !summary.eligible) {
+      line["stroke-dasharray"] = "4 3";
+      line.opacity = 0.7;
+    }
+    if (summary) line["data-track"] = String(k);
+    svg.append(el("svg:polyline", line));
     for (const [f, i] of faces) {
       const dot = el("svg:circle", {
         class: "point", cx: x(f.time_s), cy: y(f.fake_probability), r: 4,
         fill: scoreColour(f.fake_probability), stroke: colour, "stroke-width": 1.5,
       });
-      dot.append(el("svg:title", {}, `track ${k} · ${secs(f.time_s)} · ${pct(f.fake_probability)} fake`));
+      dot.append(el("svg:title", {}, `track ${k}${deciding ? " (decides)" : ""} · ${secs(f.time_s)} · ${pct(f.fake_probability)} fake`));
       dot.addEventListener("click", () => showFace(i));
       svg.append(dot);
     }
-    const item = el("span");
-    item.append(el("span", { class: "swatch", style: `background:${colour}` }), `track ${k}`);
+    const item = el("span", deciding ? { class: "decisive" } : {});
+    const role = summary ? ` (${trackRole(summary)})` : "";
+    item.append(el("span", { class: "swatch", style: `background:${colour}` }), `track ${k}${role}`);
     legend.append(item);
   }
   const flag = el("span");
