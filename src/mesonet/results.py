@@ -114,9 +114,9 @@ class MediaResult:
     frames_analyzed: int | None = None
     duration_s: float | None = None
     aggregation: str | None = None
-    tracks: list[TrackResult] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
     error: str | None = None
+    tracks: list[TrackResult] = field(default_factory=list)  # video only
 
     @property
     def is_video(self) -> bool:
