@@ -8,11 +8,17 @@ RSS. Only loopback traffic; every loop is bounded by the deadline and a request 
 With ``--broken-share F`` that share of the requests are broken uploads (a truncated JPEG,
 text named .jpg, a file over the upload limit), counted apart: each must get its 4xx (422,
 422, 413), and the valid ones around them must all succeed. With ``--rounds N`` the load
-runs N times against the same server; its RSS after each round (and whether the upload
-folder is empty) shows whether memory or temporary files leak.
+runs N times against the same server; its RSS and open descriptors after each round (and
+whether the upload folder is empty) show whether memory, descriptors or temporary files leak.
+
+With ``--stalled-clients K``, K more clients each send a video upload's headers and half its
+body, then stop sending (keeping the connection open), over and over: each must get its 408
+after the server's ``--read-idle-s`` and have its connection closed, while the valid
+requests around them all succeed.
 
     python benchmarks/load_serve.py                       # 8 clients, 60 s
     python benchmarks/load_serve.py --broken-share 0.25 --rounds 2 --max-upload-mb 4
+    python benchmarks/load_serve.py --broken-share 0.25 --stalled-clients 8 --read-idle-s 10
     python benchmarks/load_serve.py --clients 4 --duration 20 --model runs/x.safetensors
 """
 
@@ -43,6 +49,8 @@ MAX_REQUESTS_PER_CLIENT = 10_000
 VALID_KINDS = ("image", "video")
 BROKEN_KINDS = {"truncated": 422, "text": 422, "oversized": 413}
 """Broken uploads mixed in by --broken-share, with the status each must get."""
+STALLED = "stalled"
+STALLED_STATUS = 408
 
 
 @dataclass
@@ -61,12 +69,18 @@ class Peak:
 
     max_rss_mb: float = 0.0
     samples: list[float] = field(default_factory=list)
+    max_fds: int = 0
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def open_descriptors(pid: int) -> int:
+    """How many file descriptors a process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def proc_memory_mb(pid: int) -> tuple[float, float]:
@@ -215,6 +229,75 @@ class Client:
         return Sample(kind, status, time.perf_counter() - start, detail)
 
 
+def post_stalled(port: int, body: bytes, content_type: str, timeout: float) -> Sample:
+    """Send the headers and half the body, then nothing: the server's answer (408 after its
+    read timeout) and whether it then closed the connection."""
+    start = time.perf_counter()
+    head = (
+        "POST /api/v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    status, detail = 0, ""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout) as sock:
+            sock.sendall(head + body[: len(body) // 2])
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                answer += chunk
+            status = int(answer.split(b" ", 2)[1]) if answer else 0
+            if not answer:
+                detail = "closed without an answer"
+    except (OSError, ValueError, IndexError) as exc:
+        status, detail = 0, f"{type(exc).__name__}: {exc}"
+    return Sample(STALLED, status, time.perf_counter() - start, detail)
+
+
+def stalled_burst(
+    port: int, pid: int, count: int, body: bytes, content_type: str, upload_dir: Path
+) -> dict:
+    """Open ``count`` uploads at once that all stop mid-body; the server's descriptors and
+    upload files while they hang and once they are answered, and the answers' statuses."""
+    head = (
+        "POST /api/v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    before = open_descriptors(pid)
+    start = time.monotonic()
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), 120)
+        sock.sendall(head + body[: len(body) // 2])
+        sockets.append(sock)
+    time.sleep(2.0)
+    holding = {
+        "server_fds": open_descriptors(pid),
+        "upload_files": len(list(upload_dir.glob("mesonet-uploads-*/*"))),
+    }
+    statuses: dict[str, int] = {}
+    seconds = []
+    for sock in sockets:
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+            status = answer.split(b" ", 2)[1].decode() if answer else "closed"
+        except (OSError, IndexError) as exc:
+            status = type(exc).__name__
+        seconds.append(time.monotonic() - start)
+        statuses[status] = statuses.get(status, 0) + 1
+        sock.close()
+    time.sleep(2.0)
+    return {
+        "connections": count,
+        "server_fds_before": before,
+        "while_stalled": holding,
+        "answers": statuses,
+        "all_answered_after_s": round(max(seconds), 1),
+        "server_fds_after": open_descriptors(pid),
+        "upload_files_after": len(list(upload_dir.glob("mesonet-uploads-*/*"))),
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -240,8 +323,9 @@ def wait_until_up(server: subprocess.Popen, port: int, log_path: Path) -> None:
 
 def load_round(
     args: argparse.Namespace, port: int, pid: int, bodies: dict, round_index: int
-) -> tuple[list[Sample], float, float]:
-    """N clients posting until the deadline: (samples, seconds, peak RSS MiB sampled)."""
+) -> tuple[list[Sample], float, float, int]:
+    """N clients posting until the deadline: (samples, seconds, peak RSS MiB sampled, peak
+    open descriptors sampled)."""
     samples: list[Sample] = []
     lock = threading.Lock()
     peak = Peak()
@@ -262,6 +346,20 @@ def load_round(
             sample = client.post(kind, *bodies[kind])
             with lock:
                 samples.append(sample)
+        if client.conn is not None:
+            client.conn.close()
+
+    def stalled_loop() -> None:
+        for _ in range(MAX_REQUESTS_PER_CLIENT):
+            if time.monotonic() >= end:
+                break
+            sample = post_stalled(port, *bodies["video"], args.timeout)
+            with lock:
+                samples.append(sample)
+
+    def watch_descriptors() -> None:
+        while not stop.wait(0.25):
+            peak.max_fds = max(peak.max_fds, open_descriptors(pid))
 
     def watch_memory() -> None:
         while not stop.wait(0.25):
@@ -269,18 +367,24 @@ def load_round(
             peak.samples.append(rss)
             peak.max_rss_mb = max(peak.max_rss_mb, rss)
 
-    watcher = threading.Thread(target=watch_memory, daemon=True)
-    watcher.start()
+    watchers = [
+        threading.Thread(target=watch_memory, daemon=True),
+        threading.Thread(target=watch_descriptors, daemon=True),
+    ]
+    for watcher in watchers:
+        watcher.start()
     started = time.monotonic()
     threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(args.clients)]
+    threads += [threading.Thread(target=stalled_loop) for _ in range(args.stalled_clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
     stop.set()
-    watcher.join()
-    return samples, elapsed, peak.max_rss_mb
+    for watcher in watchers:
+        watcher.join()
+    return samples, elapsed, peak.max_rss_mb, peak.max_fds
 
 
 def summarise(samples: list[Sample], elapsed: float, baseline: dict) -> dict:
@@ -304,6 +408,16 @@ def summarise(samples: list[Sample], elapsed: float, baseline: dict) -> dict:
                 "unexpected": sorted(set(wrong))[:5],
                 "p95_s": round(percentile([s.seconds for s in mine], 95), 3),
             }
+    stalled = [s for s in samples if s.kind == STALLED]
+    if stalled:
+        wrong = [f"{s.status} {s.detail}"[:100] for s in stalled if s.status != STALLED_STATUS]
+        broken[STALLED] = {
+            "sent": len(stalled),
+            "expected_status": STALLED_STATUS,
+            "got_expected": len(stalled) - len(wrong),
+            "unexpected": sorted(set(wrong))[:5],
+            "p95_s": round(percentile([s.seconds for s in stalled], 95), 3),
+        }
     report = {
         "duration_s": round(elapsed, 1),
         "requests": len(samples),
@@ -358,6 +472,8 @@ def run(args: argparse.Namespace) -> dict:
         "--max-upload-mb",
         f"{args.max_upload_mb:g}",
     ]
+    if args.read_idle_s is not None:
+        command += ["--read-idle-s", f"{args.read_idle_s:g}"]
     log = (work / "server.log").open("w")
     server_tmp = work / "tmp"  # the server's upload folder lands here: checked for leftovers
     server_tmp.mkdir()
@@ -379,16 +495,28 @@ def run(args: argparse.Namespace) -> dict:
                 if sample.status == 200:
                     baseline[kind].append(sample.seconds)
         rss_before, _ = proc_memory_mb(server.pid)
+        time.sleep(args.settle)
+        fds_before = open_descriptors(server.pid)
+
+        burst = None
+        if args.stalled_burst:
+            burst = stalled_burst(
+                port, server.pid, args.stalled_burst, *bodies["video"], server_tmp
+            )
 
         # Load: N clients, alternating image and video (and broken uploads), per round.
         load_before = os.getloadavg()
         for index in range(args.rounds):
-            samples, elapsed, peak_sampled = load_round(args, port, server.pid, bodies, index)
-            time.sleep(args.settle)  # let the last responses' buffers go
+            samples, elapsed, peak_sampled, peak_fds = load_round(
+                args, port, server.pid, bodies, index
+            )
+            time.sleep(args.settle)  # let the last responses' buffers and connections go
             rss_after, hwm = proc_memory_mb(server.pid)
             row = summarise(samples, elapsed, baseline)
             row["server_rss_peak_mb"] = round(max(hwm, peak_sampled), 1)
             row["server_rss_after_mb"] = round(rss_after, 1)
+            row["server_fds_peak"] = peak_fds
+            row["server_fds_after"] = open_descriptors(server.pid)
             row["upload_files_left"] = sorted(
                 p.name for p in server_tmp.glob("mesonet-uploads-*/*")
             )
@@ -407,6 +535,8 @@ def run(args: argparse.Namespace) -> dict:
         "max_in_flight": args.max_in_flight,
         "max_upload_mb": args.max_upload_mb,
         "broken_share": args.broken_share,
+        "stalled_clients": args.stalled_clients,
+        "read_idle_s": args.read_idle_s or "default (30)",
         "frames_per_video": args.frames or "default (32)",
         "model": model,
         "cpus": os.cpu_count(),
@@ -414,6 +544,8 @@ def run(args: argparse.Namespace) -> dict:
         "loadavg_after": [round(x, 2) for x in load_after],
         "server_rss_idle_mb": round(rss_idle, 1),
         "server_rss_before_mb": round(rss_before, 1),
+        "server_fds_before": fds_before,
+        "stalled_burst": burst,
         "rounds": rounds,
     }
     report.update(rounds[0])  # the first round's figures at the top level, as before
@@ -432,6 +564,13 @@ def main() -> None:
     parser.add_argument(
         "--broken-share", type=float, default=0.0, help="share of broken uploads (0..0.9)"
     )
+    parser.add_argument(
+        "--stalled-clients", type=int, default=0, help="clients that stop mid-body (each 408)"
+    )
+    parser.add_argument("--read-idle-s", type=float, help="the server's --read-idle-s")
+    parser.add_argument(
+        "--stalled-burst", type=int, default=0, help="first, N uploads at once that all stall"
+    )
     parser.add_argument("--model", help="bundled name or .safetensors (default: see above)")
     parser.add_argument("--frames", type=int, help="frames per video [server default: 32]")
     parser.add_argument("--max-in-flight", type=int, default=2)
@@ -445,6 +584,8 @@ def main() -> None:
         raise SystemExit(f"needs ../shared data beside the project ({SHARED})")
     if not (1 <= args.clients <= 64 and 0 < args.duration <= 3600 and 1 <= args.rounds <= 10):
         raise SystemExit("--clients must be 1..64, --duration 0..3600 s, --rounds 1..10")
+    if not (0 <= args.stalled_clients <= 512 and 0 <= args.stalled_burst <= 5000):
+        raise SystemExit("--stalled-clients must be 0..512 and --stalled-burst 0..5000")
     if not (0 <= args.broken_share <= 0.9 and 0 < args.max_upload_mb <= 1024):
         raise SystemExit("--broken-share must be 0..0.9 and --max-upload-mb 0..1024")
     report = run(args)
@@ -455,13 +596,25 @@ def main() -> None:
         f"{report['clients']} clients x {len(report['rounds'])} rounds of {args.duration:g} s "
         f"against mesonet serve (max {report['max_in_flight']} in flight, "
         f"{report['frames_per_video']} frames a video, broken share {args.broken_share:g}, "
+        f"{args.stalled_clients} stalled clients (read idle {report['read_idle_s']} s), "
         f"model {report['model']}; {report['cpus']} CPUs, load average "
         f"{report['loadavg_before'][0]} before, {report['loadavg_after'][0]} after)"
     )
     print(
         f"server RSS: {report['server_rss_idle_mb']} MiB idle, "
-        f"{report['server_rss_before_mb']} MiB after the baseline requests"
+        f"{report['server_rss_before_mb']} MiB after the baseline requests; "
+        f"{report['server_fds_before']} open descriptors"
     )
+    burst = report["stalled_burst"]
+    if burst:
+        print(
+            f"stalled burst: {burst['connections']} uploads stopping mid-body at once; server "
+            f"descriptors {burst['server_fds_before']} before, "
+            f"{burst['while_stalled']['server_fds']} while they hang "
+            f"({burst['while_stalled']['upload_files']} upload files), "
+            f"{burst['server_fds_after']} after ({burst['upload_files_after']} files); "
+            f"answers {burst['answers']}, all within {burst['all_answered_after_s']} s"
+        )
     for number, row in enumerate(report["rounds"], 1):
         print(
             f"round {number}: {row['requests']} requests; valid: served {row['served']} of "
@@ -481,7 +634,8 @@ def main() -> None:
             )
         print(
             f"  server RSS peak {row['server_rss_peak_mb']} MiB, after "
-            f"{row['server_rss_after_mb']} MiB; upload files left: "
+            f"{row['server_rss_after_mb']} MiB; descriptors peak {row['server_fds_peak']}, "
+            f"after {row['server_fds_after']}; upload files left: "
             f"{len(row['upload_files_left'])}"
         )
 
