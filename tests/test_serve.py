@@ -260,6 +260,24 @@ def multipart(name: str, data: bytes, boundary: str = "b0undary") -> tuple[bytes
     return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
 
 
+def asgi_scope(headers: dict) -> dict:
+    """An HTTP POST to the detect endpoint, as an ASGI server hands it to the app."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": DETECT,
+        "raw_path": DETECT.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 def run_asgi(app, body: bytes, headers: dict, chunk: int = 4096, disconnect_after=None):
     """Call the ASGI app directly, feeding the body in chunks; count the chunks it read."""
     chunks = [body[i : i + chunk] for i in range(0, len(body), chunk)]
@@ -276,20 +294,7 @@ def run_asgi(app, body: bytes, headers: dict, chunk: int = 4096, disconnect_afte
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": DETECT,
-        "raw_path": DETECT.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = asgi_scope(headers)
     asyncio.run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     return status, read, len(chunks)
@@ -371,20 +376,7 @@ def run_asgi_stalling(app, chunks: list[bytes], headers: dict, pause_s: float | 
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": DETECT,
-        "raw_path": DETECT.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = asgi_scope(headers)
     start = time.monotonic()
     asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
     start_message = next(m for m in sent if m["type"] == "http.response.start")
@@ -434,18 +426,7 @@ def test_uploads_over_the_cap_get_503_at_once(served_model, tmp_path):
             async def send(message: dict) -> None:
                 sent.append(message)
 
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "path": DETECT,
-                "raw_path": DETECT.encode(),
-                "query_string": b"",
-                "root_path": "",
-                "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-            }
-            await app(scope, receive, send)
+            await app(asgi_scope(headers), receive, send)
             status = next(m["status"] for m in sent if m["type"] == "http.response.start")
             results.append((status, time.monotonic() - start))
 
