@@ -175,7 +175,7 @@ def test_cli_repeated_data_weights_and_holdout(two_sources, tmp_path: Path) -> N
     assert [s["weight"] for s in summary["sources"]] == [1.0, 3.0, 1.0]
     assert [s["holdout"] for s in summary["sources"]] == [False, False, True]
     bad = CliRunner().invoke(app, [*args[:3], "--weights", "1", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "1 weights for 2 DATA sources" in bad.output
+    assert bad.exit_code == 2 and "1 weights for 2 training sources" in bad.output
 
 
 def test_step_schedule_divides_every_lr_step_iterations() -> None:

@@ -489,7 +489,8 @@ def train_command(
     weights: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated weights of the DATA sources, in order (default: all 1).",
+            help="Comma-separated weights of the training sources (DATA or the config's), "
+            "in order (default: the config's, else 1).",
             metavar="W,W,...",
         ),
     ] = None,
@@ -677,26 +678,30 @@ def _train_sources(
     holdout: list[Path] | None,
     config_file: Path | None,
 ) -> list:
-    """The run's sources: DATA with --weights (else the --config file's [[sources]]), plus
-    every --holdout."""
+    """The run's sources: DATA (else the --config file's [[sources]]), --weights applied to
+    the training sources in order, plus every --holdout."""
+    import dataclasses
+
     from mesonet.training.sources import SourceSpec, load_sources
 
     if data:
-        values = [1.0] * len(data)
-        if weights:
-            try:
-                values = [float(w) for w in weights.split(",")]
-            except ValueError:
-                raise typer.BadParameter(f"--weights: not numbers: {weights!r}") from None
-            if len(values) != len(data):
-                raise typer.BadParameter(
-                    f"--weights gives {len(values)} weights for {len(data)} DATA sources"
-                )
-        sources = [SourceSpec(str(d), w) for d, w in zip(data, values, strict=True)]
+        sources = [SourceSpec(str(d)) for d in data]
     elif config_file is not None:
         sources = load_sources(config_file)
     else:
         sources = []
+    if weights:
+        trained = [s for s in sources if not s.holdout]
+        try:
+            values = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise typer.BadParameter(f"--weights: not numbers: {weights!r}") from None
+        if len(values) != len(trained):
+            raise typer.BadParameter(
+                f"--weights gives {len(values)} weights for {len(trained)} training sources"
+            )
+        given = iter(values)
+        sources = [s if s.holdout else dataclasses.replace(s, weight=next(given)) for s in sources]
     sources += [SourceSpec(str(h), holdout=True) for h in holdout or []]
     if not any(not s.holdout for s in sources):
         raise typer.BadParameter("no training data: give DATA, or a --config file with [[sources]]")

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Per-set AUC of models and of their logit-space ensembles, to choose a default.
+
+    python tools/ensemble_search.py meso4.dfdc runs/mix/best.safetensors Meso4_DF.safetensors \
+        --set dfdc-val=../shared/datasets/dfdc-faces/val \
+        --set mesonet-val=../shared/datasets/mesonet-deepfake-val \
+        --set ffpp-dev=../shared/datasets/ffpp-faces-dev --max 2000
+
+Each set is a labelled folder (real/, fake/) of face crops, scored whole (``--faces none``,
+resized as each model's card says). Ensembles combine members' logits with weights from a
+small grid (weights summing to 1); rows are sorted by the minimum AUC over the sets, the
+rule issue 12 picks the default by. Video sets are left to ``mesonet evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import cv2
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from mesonet.faces.align import crop_whole
+from mesonet.models import load_model
+from mesonet.training.data import find_holdout
+
+
+def _images(folder: str, limit: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    samples = find_holdout(folder)
+    if limit and limit < len(samples):
+        rng = np.random.default_rng(seed)
+        samples = [samples[i] for i in sorted(rng.choice(len(samples), limit, replace=False))]
+    images = []
+    for s in samples:
+        bgr = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return images, np.array([s.label for s in samples])
+
+
+@torch.no_grad()
+def _logits(model, images: list[np.ndarray], batch: int = 128) -> np.ndarray:
+    resize = getattr(model.card, "resize", "auto")
+    out = []
+    for i in range(0, len(images), batch):
+        crops = np.stack([crop_whole(im, 256, resize) for im in images[i : i + batch]])
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
+        out.append(model.logits(x).float().numpy())
+    return np.concatenate(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="bundled names or .safetensors files")
+    parser.add_argument("--set", action="append", required=True, help="NAME=FOLDER")
+    parser.add_argument("--max", type=int, default=0, help="seeded subset per set (0 = all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grid", type=float, default=0.25, help="weight step of ensembles")
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    sets = dict(s.split("=", 1) for s in args.set)
+    models = {m: load_model(m) for m in args.models}
+    logits: dict[str, dict[str, np.ndarray]] = {m: {} for m in models}
+    labels: dict[str, np.ndarray] = {}
+    for name, folder in sets.items():
+        images, labels[name] = _images(folder, args.max, args.seed)
+        for m, model in models.items():
+            logits[m][name] = _logits(model, images)
+    steps = np.arange(0.0, 1.0 + 1e-9, args.grid)
+    rows = []
+    names = list(models)
+    for k in range(1, len(names) + 1):
+        for members in itertools.combinations(names, k):
+            for w in itertools.product(steps, repeat=k):
+                if abs(sum(w) - 1.0) > 1e-6 or min(w) == 0:
+                    continue
+                aucs = {
+                    s: float(
+                        roc_auc_score(
+                            labels[s],
+                            sum(wi * logits[m][s] for wi, m in zip(w, members, strict=True)),
+                        )
+                    )
+                    for s in sets
+                }
+                rows.append((min(aucs.values()), members, w, aucs))
+    rows.sort(key=lambda r: -r[0])
+    for low, members, w, aucs in rows[: args.top]:
+        combo = " + ".join(f"{wi:.2f}*{m}" for wi, m in zip(w, members, strict=True))
+        per = ", ".join(f"{s} {a:.4f}" for s, a in aucs.items())
+        print(f"min {low:.4f} | {combo} | {per}")
+    single = {m: next(r[3] for r in rows if r[1] == (m,)) for m in names}
+    print(json.dumps({"single": single}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
