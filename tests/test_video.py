@@ -21,7 +21,7 @@ from mesonet.annotate import draw_faces, timeline_figure
 from mesonet.cli import app
 from mesonet.faces import Face, assign_tracks
 from mesonet.pipeline import Detector
-from mesonet.results import FaceResult, MediaResult, TrackResult
+from mesonet.results import FaceResult, MediaResult, Segment, TrackResult
 from mesonet.video import choose_decisive, link_tracks, plausible_faces, summarise_tracks
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mesonet-deepfake-val"
@@ -254,3 +254,17 @@ def test_annotations_mark_the_decisive_track(distractor_clip, tmp_path):
     marked = draw_faces(frame, faces, 0.5, decisive=decisive.id)
     plain = draw_faces(frame, faces, 0.5)
     assert (marked != plain).any()  # the decisive face's box is thicker and labelled
+
+
+def test_chart_shades_segments_of_tracks_that_cannot_decide_apart():
+    faces = [
+        FaceResult([0, 0, 100, 100], 1.0, 0.2, frame=i, time_s=float(i), track=0) for i in range(4)
+    ]
+    faces.append(FaceResult([300, 0, 40, 40], 0.95, 0.9, frame=2, time_s=2.0, track=1))
+    result = MediaResult("v.mp4", "video", "ok", "m", 0.2, "real", faces, 4, 4.0, "mean")
+    result.tracks = summarise_tracks(faces, 4, "mean", 0.5)
+    choose_decisive(result.tracks)
+    result.segments = [Segment(1.5, 2.5, 0.9, 1)]
+    labels = timeline_figure(result, 0.5).axes[0].get_legend_handles_labels()[1]
+    assert "flagged, cannot decide" in labels and "flagged" not in labels
+    assert "face #0 (decides)" in labels and "face #1 (cannot decide)" in labels

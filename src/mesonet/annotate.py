@@ -151,15 +151,22 @@ def timeline_figure(result: MediaResult, threshold: float) -> Figure:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     duration = max(result.duration_s or 0.0, 1e-6)
-    for n, segment in enumerate(result.segments):
+    # segments of tracks that cannot decide the video are shaded fainter, hatched
+    silent = {t.id for t in result.tracks if not t.eligible}
+    labelled: set[bool] = set()
+    for segment in result.segments:
+        minor = segment.track in silent
+        name = "flagged, cannot decide" if minor else "flagged"
         ax.axvspan(
             segment.start_s,
             segment.end_s,
             color="#c62828",
-            alpha=0.15,
+            alpha=0.06 if minor else 0.15,
+            hatch="//" if minor else None,
             lw=0,
-            label="flagged" if n == 0 else None,
+            label=None if minor in labelled else name,
         )
+        labelled.add(minor)
     tracks: dict[int, list[FaceResult]] = defaultdict(list)
     for face in result.faces:
         tracks[face.track or 0].append(face)

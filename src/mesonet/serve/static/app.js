@@ -430,11 +430,13 @@ function renderTimeline(record) {
     x: pad.left, y: pad.top, width: width - pad.left - pad.right,
     height: height - pad.top - pad.bottom, fill: "#fafbfc", stroke: "#d9dde3",
   }));
+  const silent = new Set((record.tracks || []).filter((t) => !t.eligible).map((t) => t.id));
   for (const s of record.segments || []) {
+    // a segment of a track that cannot decide the video is shaded fainter
     const seg = el("svg:rect", {
-      class: "segment", x: x(s.start_s), y: pad.top,
+      class: silent.has(s.track) ? "segment minor" : "segment", x: x(s.start_s), y: pad.top,
       width: Math.max(x(s.end_s) - x(s.start_s), 2), height: height - pad.top - pad.bottom,
-      fill: "rgba(198,40,40,0.18)",
+      fill: silent.has(s.track) ? "rgba(198,40,40,0.07)" : "rgba(198,40,40,0.18)",
     });
     seg.append(el("svg:title", {}, `flagged ${secs(s.start_s)}–${secs(s.end_s)}, track ${s.track}, ${pct(s.fake_probability)}`));
     svg.append(seg);
