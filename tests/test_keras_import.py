@@ -60,6 +60,14 @@ def test_converted_model_matches_keras_to_1e4(stem, keras_weights, reference):
         np.testing.assert_allclose(-fake_logits, real_logits, rtol=1e-5, atol=1e-4)
 
 
+def test_the_authors_licence_ships_beside_their_weights():
+    from importlib import resources
+
+    folder = resources.files("mesonet.models") / "weights"
+    assert "Apache License" in (folder / "LICENSE").read_text(encoding="utf-8")
+    assert "Darius Afchar" in (folder / "NOTICE").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("stem", ["Meso4_DF", "MesoInception_DF"])
 def test_keras_numbers_on_the_authors_test_images(stem, keras_weights, keras_images, reference):
     """Same resize as the authors' Keras loader (nearest); the forged ones score as fake."""
@@ -75,7 +83,7 @@ def test_keras_numbers_on_the_authors_test_images(stem, keras_weights, keras_ima
 
 def test_import_writes_a_loadable_model_with_a_card(keras_weights, tmp_path):
     card = import_keras(keras_weights / "Meso4_DF.h5", tmp_path / "m.safetensors")
-    assert card.name == "meso4.authors-df" and card.license.startswith("Apache-2.0")
+    assert card.name == "meso4.df" and card.license.startswith("Apache-2.0")
     model = load_model(tmp_path / "m.safetensors")
     assert model.card.weights_sha256 == card.weights_sha256
 

@@ -1,44 +1,67 @@
-"""Measure a trained model on held-out data and install it as a bundled model.
+"""Turn weights into a bundled model: convert, calibrate, measure, write both model cards.
 
-    python tools/bundle_model.py runs/meso4-dfdc/best.safetensors --name meso4.dfdc
+    python tools/bundle_model.py runs/meso4-dfdc/best.safetensors --name meso4.dfdc \\
+        --calibrate ../shared/datasets/dfdc-faces/val
+    python tools/bundle_model.py ../shared/reference/mesonet-keras/weights/Meso4_DF.h5 \\
+        --name meso4.df --calibrate ../shared/datasets/mesonet-deepfake-val
+    python tools/bundle_model.py meso4.df+meso4.dfdc --name ensemble.df-dfdc \\
+        --calibrate ../shared/datasets/dfdc-faces/val
 
-Runs `mesonet evaluate` (the library call behind it) on:
-  - ../shared/datasets/dfdc-faces/test       (frame level, --faces none; the held-out split)
-  - ../shared/datasets/mesonet-deepfake-val  (frame level, --faces none; never trained on)
-  - ../shared/datasets/ffpp-c40-videos       (video level, faces detected; never trained on)
-records each result with the command that reproduces it in the model card, and writes
-src/mesonet/models/weights/<name>.safetensors. The threshold stays the one chosen on
-validation data during training.
+MODEL is a trained .safetensors, the authors' Keras .h5 (converted as `mesonet import-keras`
+does) or an ensemble of bundled models (a+b; written as an ensemble card, NAME.json).
+
+1. Calibration (`mesonet calibrate MODEL --calibrate DATA`, the library call behind it):
+   temperature scaling (or --method isotonic) and the verdict bands, fitted on DATA, a
+   validation set (--calibrate-faces: none for face crops, detect otherwise). Skipped with
+   --no-calibrate.
+2. The model goes to src/mesonet/models/weights/NAME.safetensors (or NAME.json).
+3. `mesonet evaluate` (the library call) on every dev-visible set present under ../shared:
+     dfdc-faces test        (frame level, --faces none; held out from every training run)
+     mesonet-deepfake-val   (frame level, --faces none)
+     ffpp-faces-dev         (frame level, --faces none)
+     ffpp-c40-videos        (video level, faces detected, 32 frames, mean aggregation)
+   each recorded in the card with the command that reproduces it.
+4. NAME.md, the human-readable card, beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
 from pathlib import Path
 
+from mesonet.evaluation.calibrate import calibrate_model
+from mesonet.evaluation.metrics import METRIC_KEYS
 from mesonet.evaluation.runner import evaluate
-from mesonet.models import load_model, save_model
+from mesonet.keras_import import import_keras
+from mesonet.models import Ensemble, load_model, save_ensemble, save_model
+from mesonet.models.ensemble import is_ensemble_name
 from mesonet.pipeline import Detector
 from mesonet.training.loop import inherited_license
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path("../shared")
+SHARED = REPO.parent / "shared"
 WEIGHTS = REPO / "src" / "mesonet" / "models" / "weights"
-HEADLINE = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1", "threshold")
+HEADLINE = tuple(k for k in METRIC_KEYS if k not in ("confusion", "by_group"))
 
 SETS = {
-    "dfdc_faces_test": (SHARED / "datasets/dfdc-faces/test", "none"),
-    "mesonet_deepfake_val": (SHARED / "datasets/mesonet-deepfake-val", "none"),
-    "ffpp_c40_videos": (SHARED / "datasets/ffpp-c40-videos", "detect"),
+    "dfdc_faces_test": ("datasets/dfdc-faces/test", "none"),
+    "mesonet_deepfake_val": ("datasets/mesonet-deepfake-val", "none"),
+    "ffpp_faces_dev": ("datasets/ffpp-faces-dev", "none"),
+    "ffpp_c40_videos": ("datasets/ffpp-c40-videos", "detect"),
 }
 
 
-def measure(model_path: Path, name: str, only: list[str]) -> dict:
+def measure(model_path: Path | str, name: str, only: list[str], shared: Path) -> dict:
+    """`mesonet evaluate` on every set present under ``shared`` (or those in ``only``)."""
     results = {}
-    for key, (data, faces) in SETS.items():
-        if only and key not in only:
+    for key, (part, faces) in SETS.items():
+        data = shared / part
+        if (only and key not in only) or not data.is_dir():
             continue
+        print(f"measuring {name} on {data} ...", file=sys.stderr, flush=True)
         metrics = evaluate(Detector(model_path, faces=faces), data)
         flag = " --faces none" if faces == "none" else ""
         results[key] = {
@@ -49,7 +72,7 @@ def measure(model_path: Path, name: str, only: list[str]) -> dict:
                 for g, v in metrics["by_group"].items()
                 if g
             },
-            "command": f"mesonet evaluate {data}{flag} --model {name}",
+            "command": f"mesonet evaluate ../shared/{part}{flag} --model {name}",
         }
     return results
 
@@ -59,39 +82,95 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "model", type=Path, help="a trained .safetensors (e.g. runs/x/best.safetensors)"
+        "model", help="a .safetensors, the authors' .h5, or an ensemble of bundled names (a+b)"
     )
     parser.add_argument("--name", required=True, help="bundled name, architecture.tag")
+    parser.add_argument("--calibrate", type=Path, help="validation folder to calibrate on")
+    parser.add_argument(
+        "--calibrate-faces", default="none", help="none (face crops, default) or detect"
+    )
+    parser.add_argument("--method", default="temperature", help="temperature or isotonic")
+    parser.add_argument(
+        "--no-calibrate", action="store_true", help="keep the model's calibration as it is"
+    )
     parser.add_argument("--only", nargs="*", default=[], help="measure only these sets")
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=SHARED,
+        help="the shared data folder (default: ../shared beside the project)",
+    )
     parser.add_argument(
         "--command",
         help="the training command(s) to record, where the run's own is not the whole story "
         "(a resumed run: both commands)",
     )
     parser.add_argument("--description", help="the card's one-paragraph description")
+    parser.add_argument("--data", help="the card's training data, when the file does not say")
+    parser.add_argument("--license", help="the card's licence, when the file does not say")
     parser.add_argument(
         "--notes",
         type=Path,
         help="a Markdown file: what was tried and its measured effect, added to the .md card",
     )
     args = parser.parse_args()
-    model = load_model(args.model)
+    if not args.no_calibrate and args.calibrate is None:
+        parser.error("give --calibrate VALIDATION_FOLDER (or --no-calibrate)")
+    notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.model
+        if source.lower().endswith(".h5"):
+            source = str(Path(tmp) / "converted.safetensors")
+            import_keras(args.model, source)
+        if args.no_calibrate:
+            model = load_model(source)
+        else:
+            shown = str(args.calibrate).replace(str(args.shared), "../shared")
+            calibration_command = (
+                f"mesonet calibrate MODEL {shown} --faces {args.calibrate_faces} "
+                f"--method {args.method}"
+            )
+            fit = calibrate_model(
+                source,
+                args.calibrate,
+                method=args.method,
+                faces=args.calibrate_faces,
+                command=calibration_command,
+            )
+            model = fit.model
+            print(
+                f"calibrated on {fit.n} faces: ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f}",
+                file=sys.stderr,
+            )
     card = model.card
+    card.name = args.name
     if args.command:
         card.training["command"] = args.command
     if args.description:
         card.description = args.description
+    if args.data:
+        card.training["data"] = args.data
+    if args.license:
+        card.license = args.license
     card.license = card.license or inherited_license(card.training.get("init", ""))
-    notes = args.notes.read_text(encoding="utf-8").strip() if args.notes else ""
-    measured = measure(args.model, args.name, args.only)
-    card.name = args.name
-    validation = card.metrics.get("validation", card.metrics)  # re-bundling keeps it once
-    card.metrics = {"validation": validation, **measured}
-    out = WEIGHTS / f"{args.name}.safetensors"
-    card = save_model(model, out, card)
+    ensemble = isinstance(model, Ensemble) or is_ensemble_name(args.model)
+    out = WEIGHTS / (f"{args.name}.json" if ensemble else f"{args.name}.safetensors")
+
+    def write() -> None:
+        if ensemble:
+            save_ensemble(card, out)
+        else:
+            save_model(model, out, card)
+
+    card.metrics = {k: v for k, v in card.metrics.items() if k == "validation"}
+    write()  # measured under its bundled name, as a user would run it
+    measured = measure(out, args.name, args.only, args.shared)
+    validation = card.metrics.get("validation")
+    card.metrics = {**({"validation": validation} if validation else {}), **measured}
+    write()
     (WEIGHTS / f"{args.name}.md").write_text(markdown_card(card, notes), encoding="utf-8")
     print(json.dumps(measured, indent=2))
-    print(f"wrote {out} and its model card {out.with_suffix('.md')}")
+    print(f"wrote {out} and its model card {WEIGHTS / (args.name + '.md')}")
 
 
 def _f(value) -> str:
@@ -106,48 +185,114 @@ def _initialisation(init: str) -> str:
     return f"{init}."
 
 
+def _calibration_lines(card) -> list[str]:
+    c, b = card.calibration, card.verdict_bands
+    if not c:
+        return ["- Calibration: none (scores are the network's own sigmoid output)."]
+    how = (
+        f"temperature scaling, T = {c['temperature']:.4f}"
+        if c["method"] == "temperature"
+        else f"isotonic regression ({len(c['x'])} points)"
+    )
+    lines = [
+        f"- Calibration: {how}, fitted on {c.get('n')} face scores of `{c.get('data')}` "
+        f"(`--faces {c.get('faces')}`); expected calibration error there "
+        f"{c.get('ece_before', 0):.4f} -> {c.get('ece_after', 0):.4f}, Brier "
+        f"{c.get('brier_before', 0):.4f} -> {c.get('brier_after', 0):.4f}. The threshold "
+        f"{c.get('raw_threshold', 0.5):.4f} on the uncalibrated score becomes "
+        f"{card.threshold:.4f} (same labels). Command: `{c.get('command', '')}`.",
+    ]
+    if b:
+        lo, hi = b["uncertain"]
+        lines.append(
+            f"- Verdict: `likely real` below {lo:.4f}, `uncertain` from {lo:.4f} to "
+            f"{hi:.4f}, `likely forged` from {hi:.4f} ({b.get('rule', '')}; measured on "
+            f"`{b.get('data', '')}`)."
+        )
+    return lines
+
+
 def markdown_card(card, notes: str = "") -> str:
     """The human-readable model card: the same facts as the JSON card in the weights file."""
     t = card.training
     rows = [
         f"| {key} | {m.get('level', 'frame')} | {_f(m.get('n'))} | {_f(m.get('auc'))} | "
         f"{_f(m.get('ap'))} | {_f(m.get('eer'))} | {_f(m.get('accuracy'))} | "
-        f"`{m.get('command', '')}` |"
+        f"{_f(m.get('ece'))} | {_f(m.get('brier'))} | `{m.get('command', '')}` |"
         for key, m in card.metrics.items()
         if isinstance(m, dict)
     ]
+    if card.members:
+        what = [
+            "- Ensemble of "
+            + ", ".join(f"`{m['model']}` (weight {m['weight']:.3f})" for m in card.members)
+            + ": the weighted mean of the members' calibrated logits, then its own "
+            f"calibration; label fake when p >= {card.threshold:.4f}.",
+        ]
+    else:
+        command = t.get("command", "")
+        what = [
+            f"- Architecture: {card.arch} (Afchar et al., WIFS 2018), input {card.input_size}x"
+            f"{card.input_size}, {card.normalization}; whole images resized with "
+            f"`{card.resize}`.",
+            f"- Output: {card.label_convention}; label fake when p >= {card.threshold:.4f}"
+            + (
+                f" (chosen on the validation split by the `{t['threshold_rule']}` rule)."
+                if t.get("threshold_rule")
+                else "."
+            ),
+            f"- Training data: {t.get('data', '')}"
+            + (f"; split: {t['split']}." if t.get("split") else "."),
+            *(
+                [f"- Initialisation: {_initialisation(t.get('init', ''))}"]
+                if "init" in t or command
+                else []
+            ),
+            *(
+                [
+                    f"- Command: `{command}` (seed {t.get('seed')}, best epoch "
+                    f"{t.get('epochs')} of {t.get('max_epochs')})."
+                ]
+                if command
+                else []
+            ),
+        ]
     return "\n".join(
         [
             f"# Model card: {card.name}",
             "",
             card.description,
             "",
-            f"- Architecture: {card.arch} (Afchar et al., WIFS 2018), input {card.input_size}x"
-            f"{card.input_size}, {card.normalization}; whole images resized with `{card.resize}`.",
-            f"- Output: {card.label_convention}; label fake when p >= {card.threshold:.4f} "
-            f"(chosen on the validation split by the `{t.get('threshold_rule', '')}` rule).",
-            f"- Training data: {t.get('data', '')}; split: {t.get('split', '')}.",
-            f"- Initialisation: {_initialisation(t.get('init', ''))}",
-            f"- Command: `{t.get('command', '')}` (seed {t.get('seed')}, best epoch "
-            f"{t.get('epochs')} of {t.get('max_epochs')}).",
-            f"- Licence: {card.license}. Weights sha256 (tensors): `{card.weights_sha256}`.",
+            *what,
+            *_calibration_lines(card),
+            f"- Licence: {card.license}."
+            + (
+                f" Weights sha256 (tensors): `{card.weights_sha256}`."
+                if card.weights_sha256
+                else ""
+            ),
+            *([f"- Source: {card.source}."] if card.source else []),
             "",
             "## Measured",
             "",
-            "| set | level | n | ROC AUC | AP | EER | accuracy | command |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| set | level | n | ROC AUC | AP | EER | accuracy | ECE | Brier | command |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
-            "Validation metrics come from training; the others from `tools/bundle_model.py`, "
-            "which runs the commands shown. dfdc-faces test was never used for training or "
-            "tuning; mesonet-deepfake-val and ffpp-c40-videos are other datasets entirely.",
+            "Validation metrics (when shown) come from training; the others from "
+            "`tools/bundle_model.py`, which runs the commands shown on the calibrated model. "
+            "ECE: expected calibration error over 15 equal-width probability bins (0 = "
+            "calibrated); Brier: mean squared error of the probability. At video level the "
+            "score is the most suspicious face track's mean probability, not itself a "
+            "calibrated probability.",
             "",
             *([notes, ""] if notes else []),
             "## Limitations",
             "",
             "A 28k-parameter network: it is fast and small, not state of the art. Scores are "
             "evidence, not proof; they drop on heavily compressed video and on manipulation "
-            "methods unlike DFDC's face swaps. Use the threshold and the per-face scores together "
+            "methods unlike its training data. Calibration holds on data like the set it was "
+            "fitted on, not elsewhere. Use the threshold and the per-face scores together "
             "with human review.",
             "",
         ]

@@ -46,6 +46,8 @@ __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "EXACT_BACKENDS",
+    "OUTPUTS",
+    "Logits",
     "Scorer",
     "available_backends",
     "create_scorer",
@@ -53,6 +55,9 @@ __all__ = [
 ]
 
 INPUT_SIZE = 256
+
+OUTPUTS = ("probability", "logit")
+"""What a scorer returns (``create_scorer(output=...)``)."""
 
 BACKENDS = ("auto", "torch", "openvino", "onnx", "openvino-bf16")
 """Names ``create_scorer`` accepts (and ``--backend`` offers)."""
@@ -102,12 +107,17 @@ def create_scorer(
     backend: str = "auto",
     batch_size: int = 64,
     threads: int | None = None,
+    output: str = "probability",
 ) -> Scorer:
     """A scorer running ``model`` (a MesoNet in any mode; it is not modified) on ``backend``.
 
     ``threads``: intra-op threads for the engine (default: torch's setting, i.e. the cores).
+    ``output``: ``"probability"`` (the model's sigmoid output) or ``"logit"`` (before the
+    sigmoid: what calibration and ensembles combine, exact where probabilities saturate).
     Raises :class:`BackendError` for an unknown backend or one whose package is missing.
     """
+    if output not in OUTPUTS:
+        raise BackendError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if batch_size < 1:
@@ -118,12 +128,25 @@ def create_scorer(
         extra = "pip install onnxruntime onnx" if backend == "onnx" else "pip install openvino"
         raise BackendError(f"backend {backend!r} needs a package that is not installed: {extra}")
     folded = fold_batchnorm(model)
+    if output == "logit":
+        folded = Logits(folded)
     threads = _threads(threads)
     if backend == "torch":
         return TorchScorer(folded, batch_size, threads)
     if backend == "onnx":
         return OnnxScorer(folded, batch_size, threads)
     return OpenVinoScorer(folded, batch_size, threads, bf16=backend == "openvino-bf16")
+
+
+class Logits(nn.Module):
+    """A MesoNet whose forward gives its logits (``model.logits``) instead of probabilities."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(x)
 
 
 # --------------------------------------------------------------------------- batch norm folding
@@ -448,6 +471,8 @@ def openvino_graph(model: nn.Module) -> Any:
     import openvino as ov
 
     try:
+        if isinstance(model, Logits):
+            return _MesoGraph().build(model.model, sigmoid=False)
         return _MesoGraph().build(model)
     except _Unsupported:
         shape = ov.PartialShape([-1, 3, INPUT_SIZE, INPUT_SIZE])
@@ -474,7 +499,7 @@ class _MesoGraph:
             tensor = tensor.detach().float().cpu().numpy()
         return self.ops.constant(np.ascontiguousarray(tensor, dtype=np.float32))
 
-    def build(self, model: nn.Module) -> Any:
+    def build(self, model: nn.Module, sigmoid: bool = True) -> Any:
         import openvino as ov
 
         features = getattr(model, "features", None)
@@ -486,7 +511,8 @@ class _MesoGraph:
         y = self.ops.transpose(y, self.ops.constant(np.array([0, 2, 3, 1], np.int64)))
         y = self.ops.reshape(y, self.ops.constant(np.array([0, -1], np.int64)), True)
         y = self.emit_sequence(list(head), y)
-        y = self.ops.sigmoid(y)
+        if sigmoid:
+            y = self.ops.sigmoid(y)
         y = self.ops.reshape(y, self.ops.constant(np.array([-1], np.int64)), False)
         y.output(0).get_tensor().set_names({"fake_probability"})
         return ov.Model([y.output(0)], [x], "mesonet")

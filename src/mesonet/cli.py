@@ -30,54 +30,66 @@ out = Console()
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE = 0, 1, 2
 
 
+# The dev-visible sets bundled models are measured on (tools/bundle_model.py), as table columns.
+MODEL_SETS = (
+    ("dfdc_faces_test", "DFDC\ntest"),
+    ("mesonet_deepfake_val", "Deepfake\nval"),
+    ("ffpp_faces_dev", "FF++\ndev"),
+    ("ffpp_c40_videos", "FF++ c40\nvideos"),
+)
+
+
 @app.command("models", cls=HelpCommand)
 def models_command(
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print the model cards as JSON.")
+        bool, typer.Option("--json", help="Print the model cards as JSON (a list).")
     ] = False,
 ) -> None:
-    """List the bundled models (the default first) with their measured metrics."""
+    """List the bundled models (the default first) with their ROC AUC on each measured set.
+
+    Pick one with --model NAME on any command; join names with + for an ensemble
+    (--model meso4.df+meso4.dfdc). mesonet models --json prints every card in full.
+    """
+    import dataclasses
     import json
 
     from mesonet.models import default_model_name, list_models
 
     cards = list_models()
+    default = default_model_name()
     if json_output:
-        out.print_json(json.dumps([c.__dict__ for c in cards]))
+        rows = [{**dataclasses.asdict(c), "default": c.name == default} for c in cards]
+        out.print_json(json.dumps(rows))
         return
     if not cards:
         out.print("No bundled models. Convert the authors' weights with `mesonet import-keras`.")
         return
-    out.print(_models_table(cards, default_model_name(), out.width))
+    out.print(_models_table(cards, default))
 
 
-def _models_table(cards: list, default: str | None, width: int) -> Table:
-    """One row per model, every text whole: the measured AUCs one a line, the training
-    data's path shortened from the left to fit ``width`` (the architecture is the name's
-    first part; ``--json`` has every field)."""
-    from mesonet.output import path_column_width, shorten_path
-
-    rows = []
+def _models_table(cards: list, default: str | None) -> Table:
+    """One row per model, one column per measured set: every name whole at 80 columns
+    (the architecture is the name's first part; ``--json`` has every field)."""
+    table = Table(
+        title="Bundled models: ROC AUC measured by mesonet evaluate",
+        title_justify="left",
+        caption="* default. Calibrated on: the validation set its probabilities are fitted "
+        "on. Every field: mesonet models --json",
+        caption_justify="left",
+    )
+    table.add_column("model", no_wrap=True)
+    for _, header in MODEL_SETS:
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("calibrated on", overflow="fold")
     for card in cards:
-        aucs = [
-            f"{name} {values['auc']:.3f}"
-            for name, values in card.metrics.items()
-            if isinstance(values, dict) and isinstance(values.get("auc"), float)
-        ]
-        name = card.name + ("\n(default)" if card.name == default else "")
-        rows.append([name, f"{card.threshold:.3f}", "\n".join(aucs) or "-"])
-    headers = ["name", "threshold", "measured AUC"]
-    natural = [
-        max(len(line) for text in [h, *(r[i] for r in rows)] for line in text.splitlines())
-        for i, h in enumerate(headers)
-    ]
-    room = path_column_width(width, natural, floor=12)
-    table = Table(*headers[:2], "trained on", headers[2])
-    for column, size in zip(table.columns, [*natural[:2], room, natural[2]], strict=True):
-        column.no_wrap, column.min_width = True, size
-    for card, row in zip(cards, rows, strict=True):
-        data = shorten_path(str(card.training.get("data", "")), room)
-        table.add_row(Text(row[0]), row[1], Text(data), Text(row[2]))
+        cells = []
+        for key, _ in MODEL_SETS:
+            values = card.metrics.get(key)
+            auc = values.get("auc") if isinstance(values, dict) else None
+            cells.append(f"{auc:.3f}" if isinstance(auc, float) else "-")
+        calibrated = card.calibration.get("data", "?") if card.calibration else "-"
+        name = card.name + (" *" if card.name == default else "")
+        table.add_row(Text(name), *cells, Text(calibrated))
     return table
 
 
@@ -431,6 +443,89 @@ def evaluate_command(
         err.print(f"report written to {report / 'index.html'}")
 
 
+@app.command("calibrate")
+def calibrate_command(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Bundled model name, .safetensors path or ensemble (a+b, or a .json card).",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Validation folder with real/ and fake/ (or df/): never the test data.",
+            show_default=False,
+        ),
+    ],
+    out_file: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Where to write the calibrated model: .safetensors (a model; the weights are "
+            "copied) or .json (an ensemble card).",
+            show_default=False,
+        ),
+    ],
+    method: Annotated[
+        str,
+        typer.Option(help="temperature (one number, keeps the ranking) or isotonic (a map)."),
+    ] = "temperature",
+    faces: FacesOption = "detect",
+    frames: FramesOption = 32,
+    backend: BackendOption = "auto",
+    limit: LimitOption = None,
+) -> None:
+    """Fit a model's calibration and verdict bands on validation data; store them in its card.
+
+    Afterwards fake_probability means what it says on data like DATA (of faces scored about
+    0.8, about 80% forged), the threshold is mapped so the labels stay the same, and the
+    verdict bands (likely real / uncertain / likely forged) are measured on DATA.
+    """
+    from rich.progress import Progress
+
+    from mesonet.evaluation.calibrate import calibrate_model
+    from mesonet.models import Ensemble, save_ensemble, save_model
+
+    suffix = out_file.suffix.lower()
+    if suffix not in (".safetensors", ".json"):
+        raise typer.BadParameter(
+            "name it .safetensors (a model) or .json (an ensemble card)", param_hint="--out"
+        )
+    command = "mesonet " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else ""
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("scoring", total=None)
+        fit = calibrate_model(
+            model,
+            data,
+            method=method,
+            faces=faces,
+            frames=frames,
+            backend=backend,
+            limits=_limits(limit, None, None),
+            command=command,
+            on_result=lambda _, total: progress.update(task, advance=1, total=total),
+        )
+    if isinstance(fit.model, Ensemble) != (suffix == ".json"):
+        kind = ".json (an ensemble card)" if isinstance(fit.model, Ensemble) else ".safetensors"
+        raise typer.BadParameter(f"this model is written as {kind}", param_hint="--out")
+    if isinstance(fit.model, Ensemble):
+        save_ensemble(fit.card, out_file)
+    else:
+        save_model(fit.model, out_file, fit.card)
+    lo, hi = fit.card.verdict_bands["uncertain"]
+    out.print(
+        f"{fit.card.name}: {method} on {fit.n} faces of {data}: ECE {fit.ece_before:.4f} -> "
+        f"{fit.ece_after:.4f}, Brier {fit.brier_before:.4f} -> {fit.brier_after:.4f}; "
+        f"threshold {fit.card.threshold:.4f}; uncertain from {lo:.3f} to {hi:.3f}; "
+        f"wrote {out_file}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -440,7 +535,7 @@ def _metrics_table(metrics: dict) -> Table:
     borderless columns leave room for them in 80 columns."""
     from mesonet.output import plain_table
 
-    keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1")
+    keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1", "ece", "brier")
     title = (
         f"{metrics['model']}: {metrics['level']} level, threshold {metrics['threshold']:.3f}, "
         f"skipped {metrics['skipped']['no_face']} no-face / {metrics['skipped']['error']} errors"
@@ -449,7 +544,7 @@ def _metrics_table(metrics: dict) -> Table:
     rows += [(Text(name), metrics[name]) for name in ("images", "videos") if name in metrics]
     groups = metrics["by_group"]
     rows += [(Text(g or "(none)"), v) for g, v in groups.items() if list(groups) != [""]]
-    headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1")
+    headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1", "ECE", "Brier")
     table = plain_table(title=title, title_justify="left")
     cells = [[_fmt(values[k]) for k in keys] for _, values in rows]
     # numbers are never cut; a group name too long for the rest folds onto a second line

@@ -28,6 +28,7 @@ from mesonet.results import MediaResult, csv_header, json_record, safe_text, to_
 
 _STATUS_STYLE = {"ok": "", "no_face": "yellow", "error": "red"}
 ELLIPSIS = "…"
+_VERDICT_STYLE = {"likely real": "green", "uncertain": "yellow", "likely forged": "bold red"}
 
 
 def shorten_path(path: str, width: int) -> str:
@@ -84,7 +85,9 @@ def _summary_table(results: list[MediaResult], threshold: float, width: int) -> 
         heading.append(Text(f"files in {shorten_path(folder, width - 10)}{os.sep}"))
     table = plain_table()
     rows = [_summary_row(r) for r in results]
-    headers = ("file", "kind", "verdict", "p(fake)", "faces", "detail")
+    headers: tuple[str, ...] = ("file", "kind", "verdict", "p(fake)", "faces", "detail")
+    if not any(row[5] for row in rows):  # images only, all fine: no detail to show
+        headers, rows = headers[:5], [row[:5] for row in rows]
     natural = [
         max(
             [
@@ -95,7 +98,9 @@ def _summary_table(results: list[MediaResult], threshold: float, width: int) -> 
         for i, h in enumerate(headers)
     ]
     # the detail column wraps at words; give it up to 16 characters before squeezing paths
-    room = path_column_width(width, [*natural[1:5], min(natural[5], 16)], per_column=2)
+    room = path_column_width(
+        width, [*natural[1:5], *(min(n, 16) for n in natural[5:])], per_column=2
+    )
     paths = [shorten_path(n, room) for n in names]
     for column in headers:
         if column == "file":
@@ -105,14 +110,19 @@ def _summary_table(results: list[MediaResult], threshold: float, width: int) -> 
             table.add_column(column, justify="right" if column == "p(fake)" else "left")
     for path, row in zip(paths, rows, strict=True):
         # file names and messages are shown as they are, never read as rich markup
-        table.add_row(Text(path), *row[1:5], Text(row[5]))
+        table.add_row(Text(path), *row[1:5], *(Text(cell) for cell in row[5:]))
     return Group(*heading, table)
 
 
 def _summary_row(r: MediaResult) -> tuple[str, ...]:
-    """The cells of one result: file, kind, verdict (markup), p(fake), faces, detail."""
+    """The cells of one result: file, kind, verdict (markup), p(fake), faces, detail.
+
+    The verdict in words (``likely forged`` in bold red when the label is fake, ``likely
+    real`` in green, ``uncertain`` in yellow); the label itself is p(fake) against the
+    threshold in the table's title."""
     if r.status == "ok":
-        verdict = "[bold red]FAKE[/]" if r.label == "fake" else "[green]real[/]"
+        words = r.verdict or ("likely forged" if r.label == "fake" else "likely real")
+        verdict = f"[{_VERDICT_STYLE.get(words, '')}]{words}[/]"
         p = f"{r.fake_probability:.3f}"
     else:
         verdict = f"[{_STATUS_STYLE[r.status]}]{r.status.replace('_', ' ')}[/]"

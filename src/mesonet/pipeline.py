@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from mesonet.aggregate import AGGREGATIONS, decision_threshold, flagged_segments
-from mesonet.backends import create_scorer
 from mesonet.budget import AnalysisClock, AnalysisLimits
 from mesonet.errors import MesonetError
 from mesonet.faces import (
@@ -49,7 +48,9 @@ from mesonet.media import (
     sample_frame_indices,
 )
 from mesonet.models import MesoNet, load_model
+from mesonet.models.calibration import default_bands, verdict_for
 from mesonet.results import FaceResult, MediaResult
+from mesonet.scoring import create_model_scorer
 from mesonet.video import (
     TRACK_SHARE,
     TRACK_SIZE,
@@ -166,7 +167,7 @@ class Detector:
             model = load_model(model, trust_unverified=trust_unverified)
         self.model = model
         self.model.eval().to(memory_format=torch.channels_last)
-        self.scorer = create_scorer(self.model, backend, batch_size)
+        self.scorer = create_model_scorer(self.model, backend, batch_size)
         self.backend = self.scorer.name
         self.redetect_s = float(redetect_s)
         card = getattr(self.model, "card", None)
@@ -179,6 +180,10 @@ class Detector:
         )
         if not 0.0 <= self.threshold <= 1.0:
             raise MesonetError(f"threshold must be between 0 and 1, not {self.threshold}")
+        self.card_threshold = float(getattr(card, "threshold", 0.5))
+        self.verdict_bands = getattr(card, "verdict_bands", None) or default_bands(
+            self.card_threshold
+        )
         self.faces = faces
         self.frames = frames
         self.fps = fps
@@ -257,6 +262,12 @@ class Detector:
         cut = decision_threshold(rule, self.threshold) if rule else self.threshold
         return "fake" if probability >= cut else "real"
 
+    def verdict(self, probability: float, rule: str | None = None) -> str:
+        """``likely real``, ``uncertain`` or ``likely forged``: the card's verdict bands,
+        moved with the decision threshold when it is not the card's."""
+        cut = decision_threshold(rule, self.threshold) if rule else self.threshold
+        return verdict_for(probability, cut, self.verdict_bands, self.card_threshold)
+
     # ------------------------------------------------------------------ per kind
 
     def _image_result(self, path: Path, image: np.ndarray, frame: FrameFaces) -> MediaResult:
@@ -274,6 +285,7 @@ class Detector:
             result.status = "ok"
             result.fake_probability = probability
             result.label = self._label(probability)
+            result.verdict = self.verdict(probability)
             result.faces = sorted(faces, key=lambda f: -f.fake_probability)
         if self.annotate_dir is not None:
             from mesonet.annotate import write_annotated_image
@@ -481,6 +493,7 @@ class Detector:
             result.status = "ok"
             result.fake_probability = probability
             result.label = self._label(probability, self.aggregate)
+            result.verdict = self.verdict(probability, self.aggregate)
             gap = info.duration_s / max(len(indices), 1)
             result.segments = [
                 s

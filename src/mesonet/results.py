@@ -21,6 +21,7 @@ CSV_COLUMNS = (
     "status",
     "fake_probability",
     "label",
+    "verdict",
     "model",
     "face_detections",  # faces found: in a video, one per face per analysed frame
     "face_tracks",  # video only: the distinct faces followed across frames
@@ -110,6 +111,8 @@ class MediaResult:
     model: str
     fake_probability: float | None = None
     label: Literal["fake", "real"] | None = None
+    # in words, from the model card's verdict bands: likely real / uncertain / likely forged
+    verdict: Literal["likely real", "uncertain", "likely forged"] | None = None
     faces: list[FaceResult] = field(default_factory=list)
     frames_analyzed: int | None = None
     duration_s: float | None = None
@@ -142,6 +145,7 @@ class MediaResult:
             "status": self.status,
             "fake_probability": self.fake_probability,
             "label": self.label,
+            "verdict": self.verdict,
             "model": self.model,
             "faces": [f.to_dict(self.is_video) for f in self.faces],
         }
@@ -164,6 +168,7 @@ class MediaResult:
             "status": self.status,
             "fake_probability": "" if self.fake_probability is None else self.fake_probability,
             "label": self.label or "",
+            "verdict": self.verdict or "",
             "model": self.model,
             "face_detections": len(self.faces),
             "face_tracks": len({f.track for f in self.faces}) if self.is_video else "",

@@ -17,8 +17,12 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
 __all__ = [
+    "ECE_BINS",
     "METRIC_KEYS",
     "best_threshold",
+    "brier_score",
+    "calibration_bins",
+    "expected_calibration_error",
     "compute_metrics",
     "eer",
     "eer_threshold",
@@ -35,10 +39,15 @@ METRIC_KEYS: tuple[str, ...] = (
     "precision",
     "recall",
     "f1",
+    "ece",
+    "brier",
     "threshold",
     "confusion",
     "by_group",
 )
+
+ECE_BINS = 15
+"""Equal-width bins of the fake probability for the expected calibration error."""
 
 ThresholdRule = Literal["youden", "eer", "accuracy"]
 
@@ -110,9 +119,57 @@ def _metrics(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, Any]:
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "ece": _ece(y, s, ECE_BINS) if y.size else None,
+        "brier": float(np.mean((s - y) ** 2)) if y.size else None,
         "threshold": float(threshold),
         "confusion": conf,
     }
+
+
+def calibration_bins(
+    y_true: ArrayLike, scores: ArrayLike, bins: int = ECE_BINS
+) -> list[dict[str, float | int]]:
+    """The reliability diagram's data: for each non-empty equal-width bin of the fake
+    probability, its range, ``n``, the mean score and the share of fakes in it."""
+    y, s = _as_arrays(y_true, scores)
+    index = np.clip((s * bins).astype(np.int64), 0, bins - 1)  # p = 1.0 in the last bin
+    out = []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            out.append(
+                {
+                    "low": b / bins,
+                    "high": (b + 1) / bins,
+                    "n": int(mask.sum()),
+                    "mean_probability": float(s[mask].mean()),
+                    "fake_share": float(y[mask].mean()),
+                }
+            )
+    return out
+
+
+def _ece(y: np.ndarray, s: np.ndarray, bins: int) -> float:
+    total = sum(
+        b["n"] * abs(b["fake_share"] - b["mean_probability"]) for b in calibration_bins(y, s, bins)
+    )
+    return float(total / y.size)
+
+
+def expected_calibration_error(
+    y_true: ArrayLike, scores: ArrayLike, bins: int = ECE_BINS
+) -> float | None:
+    """ECE: over ``bins`` equal-width bins of the fake probability, the gap between the share
+    of fakes and the mean probability in each bin, weighted by the bin's share of examples
+    (0 = calibrated: of the examples scored about 0.9, about 90% are fake). None when empty."""
+    y, s = _as_arrays(y_true, scores)
+    return _ece(y, s, bins) if y.size else None
+
+
+def brier_score(y_true: ArrayLike, scores: ArrayLike) -> float | None:
+    """Mean squared gap between the fake probability and the label (0 best, 0.25 = always 0.5)."""
+    y, s = _as_arrays(y_true, scores)
+    return float(np.mean((s - y) ** 2)) if y.size else None
 
 
 def compute_metrics(

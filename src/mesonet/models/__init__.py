@@ -1,6 +1,7 @@
 """MesoNet architectures, model cards and the registry that builds and loads them."""
 
 from mesonet.models.card import ModelCard
+from mesonet.models.ensemble import Ensemble
 from mesonet.models.meso4 import Meso4, MesoNet
 from mesonet.models.mesoinception4 import MesoInception4
 from mesonet.models.registry import (
@@ -11,11 +12,13 @@ from mesonet.models.registry import (
     list_models,
     load_model,
     read_card,
+    save_ensemble,
     save_model,
 )
 
 __all__ = [
     "ARCHITECTURES",
+    "Ensemble",
     "Meso4",
     "MesoInception4",
     "MesoNet",
@@ -26,5 +29,6 @@ __all__ = [
     "list_models",
     "load_model",
     "read_card",
+    "save_ensemble",
     "save_model",
 ]

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from mesonet.models.calibration import check_bands, check_calibration
+
 INPUT_SIZE = 256
 NORMALIZATION = "RGB, float32 in [0, 1] (pixel / 255), no mean/std"
 LABEL_CONVENTION = "output is fake_probability: 1 = forged, 0 = real"
@@ -24,6 +26,7 @@ MAX_CARD_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in a card (the bundled ones: 5)."""
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
+ENSEMBLE_ARCH = "ensemble"
 
 
 @dataclass
@@ -32,6 +35,9 @@ class ModelCard:
 
     ``threshold`` turns a fake probability into a label (fake when ``p >= threshold``).
     ``weights_sha256`` is a digest of the tensors (see :func:`tensors_sha256`), checked on load.
+    ``calibration`` maps raw scores to calibrated probabilities; ``threshold`` and
+    ``verdict_bands`` are in calibrated terms. An ensemble card (``arch`` ``"ensemble"``)
+    has ``members`` and no weights of its own.
     """
 
     name: str
@@ -47,6 +53,12 @@ class ModelCard:
     source: str = ""
     license: str = ""
     weights_sha256: str = ""
+    # fitted on validation data by `mesonet calibrate` (see mesonet.models.calibration)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    # {"uncertain": [low, high], "rule": ..., "data": ...}: the verdict in words
+    verdict_bands: dict[str, Any] = field(default_factory=dict)
+    # ensembles only (arch "ensemble"): [{"model": name, "weight": w}], combined in logits
+    members: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False)
@@ -87,7 +99,10 @@ class ModelCard:
             elif f.name == "input_size":
                 if not (type(value) is int and value > 0):
                     raise ValueError(f"input_size must be a positive integer, not {value!r}")
-            elif f.name in ("training", "metrics"):
+            elif f.name == "members":
+                if not isinstance(value, list):
+                    raise ValueError(f"members must be a list, not {type(value).__name__}")
+            elif f.name in ("training", "metrics", "calibration", "verdict_bands"):
                 if not isinstance(value, dict):
                     raise ValueError(f"{f.name} must be an object, not {type(value).__name__}")
             elif not isinstance(value, str):
@@ -99,6 +114,22 @@ class ModelCard:
                     raise ValueError(f"{f.name} is not valid Unicode text") from None
         if not self.name.strip():
             raise ValueError("name is empty")
+        check_calibration(self.calibration)
+        check_bands(self.verdict_bands, self.threshold)
+        for member in self.members:
+            weight = member.get("weight", 1.0) if isinstance(member, dict) else None
+            if not (
+                isinstance(member, dict)
+                and isinstance(member.get("model"), str)
+                and member["model"].strip()
+                and isinstance(weight, int | float)
+                and not isinstance(weight, bool)
+                and math.isfinite(weight)
+                and weight > 0
+            ):
+                raise ValueError('each member must be {"model": name, "weight": positive number}')
+        if (self.arch == ENSEMBLE_ARCH) != bool(self.members):
+            raise ValueError(f"an ensemble card (arch {ENSEMBLE_ARCH!r}) and only it has members")
         if self.resize not in RESIZE_MODES:
             raise ValueError(
                 f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}"

@@ -1,7 +1,9 @@
 """One registry: build an architecture, or load named (bundled) or on-disk weights.
 
 Bundled weights live in ``mesonet/models/weights/<name>.safetensors`` with their model card
-in the file's metadata; names have the form ``architecture.tag`` (``meso4.dfdc``).
+in the file's metadata; names have the form ``architecture.tag`` (``meso4.dfdc``). Ensembles
+are ``a+b`` (any bundled names or paths) or an ensemble card ``<name>.json`` (bundled beside
+the weights, or a path): see :mod:`mesonet.models.ensemble`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mesonet.errors import ModelError
-from mesonet.models.card import ModelCard, tensors_sha256
+from mesonet.models.card import ENSEMBLE_ARCH, MAX_CARD_BYTES, ModelCard, tensors_sha256
+from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
 from mesonet.models.meso4 import Meso4, MesoNet
 from mesonet.models.mesoinception4 import MesoInception4
 
 ARCHITECTURES: dict[str, type[MesoNet]] = {"meso4": Meso4, "mesoinception4": MesoInception4}
 CARD_KEY = "model_card"
 WEIGHTS_SUFFIX = ".safetensors"
+ENSEMBLE_SUFFIX = ".json"
 
 
 def create_model(arch: str) -> MesoNet:
@@ -39,13 +43,13 @@ def _weights_dir() -> Path:
 
 
 def bundled_models() -> dict[str, Path]:
-    """Names of the models shipped in the package, mapped to their files."""
+    """Names of the models shipped in the package (weights and ensemble cards), mapped to
+    their files."""
     folder = _weights_dir()
     if not folder.is_dir():
         return {}
-    return {
-        p.name.removesuffix(WEIGHTS_SUFFIX): p for p in sorted(folder.glob("*" + WEIGHTS_SUFFIX))
-    }
+    files = [*folder.glob("*" + WEIGHTS_SUFFIX), *folder.glob("*" + ENSEMBLE_SUFFIX)]
+    return {p.name.removesuffix(p.suffix): p for p in sorted(files, key=lambda p: p.name)}
 
 
 def list_models() -> list[ModelCard]:
@@ -81,7 +85,9 @@ def save_model(model: MesoNet, path: str | Path, card: ModelCard) -> ModelCard:
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """The model card stored in a weights file's metadata."""
+    """The model card stored in a weights file's metadata (or an ensemble card's JSON)."""
+    if Path(path).suffix == ENSEMBLE_SUFFIX:
+        return _read_ensemble_card(Path(path))
     try:
         from safetensors import safe_open
 
@@ -99,6 +105,34 @@ def read_card(path: str | Path) -> ModelCard:
         raise ModelError(f"{path}: invalid model card: {exc}") from None
 
 
+def _read_ensemble_card(path: Path) -> ModelCard:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_CARD_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the ensemble card ({exc.strerror})") from None
+    try:
+        card = ModelCard.from_json(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: ensemble card is not valid JSON ({exc})") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ModelError(f"{path}: invalid model card: {exc}") from None
+    if card.arch != ENSEMBLE_ARCH:
+        raise ModelError(f"{path}: a .json model must be an ensemble card (arch 'ensemble')")
+    return card
+
+
+def save_ensemble(card: ModelCard, path: str | Path) -> ModelCard:
+    """Write an ensemble card (JSON) atomically."""
+    card.check()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(card.to_json() + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return card
+
+
 def resolve_model_path(name_or_path: str | Path | None) -> Path:
     """The weights file meant by a bundled name, a path, or None (the default model)."""
     if name_or_path is None:
@@ -109,7 +143,7 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
                 "(see `mesonet import-keras` to convert the authors' weights)"
             )
     candidate = Path(name_or_path)
-    if candidate.suffix == WEIGHTS_SUFFIX or candidate.exists():
+    if candidate.suffix in (WEIGHTS_SUFFIX, ENSEMBLE_SUFFIX) or candidate.exists():
         if not candidate.is_file():
             raise ModelError(f"model file not found: {candidate}")
         return candidate
@@ -125,18 +159,32 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
 
 def load_model(
     name_or_path: str | Path | None = None, *, verify: bool = True, trust_unverified: bool = False
-) -> MesoNet:
+) -> MesoNet | Ensemble:
     """A model in eval mode mapping N x 3 x 256 x 256 RGB in [0, 1] to N fake probabilities.
 
-    ``name_or_path``: a bundled name (``mesonet.list_models()``), a ``.safetensors`` path, or
-    None for the default model. The card is attached as ``model.card``. Tensors holding NaN or
-    infinity are always refused. With ``verify``, the tensors must match the card's
-    architecture exactly and its sha256 digest, and a card without a digest is refused unless
-    ``trust_unverified`` (the model is then marked ``model.unverified = True``, and every
-    record it scores says so).
+    ``name_or_path``: a bundled name (``mesonet.list_models()``), a ``.safetensors`` path, an
+    ensemble (``a+b``, or an ensemble card ``.json``), or None for the default model. The
+    card is attached as ``model.card``; its calibration is applied by the scorers
+    (:mod:`mesonet.scoring`), not by ``forward``. Tensors holding NaN or infinity are always
+    refused. With ``verify``, the tensors must match the card's architecture exactly and its
+    sha256 digest, and a card without a digest is refused unless ``trust_unverified`` (the
+    model is then marked ``model.unverified = True``, and every record it scores says so; an
+    ensemble is unverified when one of its members is).
     """
+    text = None if name_or_path is None else str(name_or_path)
+    if text is not None and is_ensemble_name(text) and not Path(text).exists():
+        parts = [p.strip() for p in text.split(SEPARATOR)]
+        if not all(parts):
+            raise ModelError(f"{text!r}: an ensemble is model names joined by '+', as a+b")
+        members = [_load_member(p, verify, trust_unverified) for p in parts]
+        card = ensemble_card(text, members, [1.0] * len(members))
+        return Ensemble(members, [1.0] * len(members), card).eval()
     path = resolve_model_path(name_or_path)
     card = read_card(path)
+    if card.arch == ENSEMBLE_ARCH:
+        members = [_load_member(m["model"], verify, trust_unverified) for m in card.members]
+        weights = [float(m.get("weight", 1.0)) for m in card.members]
+        return Ensemble(members, weights, card).eval()
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -176,6 +224,13 @@ def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise ModelError(f"{path}: weights hold NaN or infinite values ({shown}): refusing them")
+
+
+def _load_member(name: str, verify: bool, trust_unverified: bool) -> MesoNet:
+    model = load_model(name, verify=verify, trust_unverified=trust_unverified)
+    if isinstance(model, Ensemble):
+        raise ModelError(f"{name}: an ensemble cannot be a member of another ensemble")
+    return model
 
 
 def _check_state(model: MesoNet, state: dict[str, torch.Tensor], path: Path) -> None:

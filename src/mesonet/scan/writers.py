@@ -258,6 +258,7 @@ def parquet_schema() -> Any:
             ("status", pa.string()),
             ("fake_probability", pa.float64()),
             ("label", pa.string()),
+            ("verdict", pa.string()),
             ("model", pa.string()),
             ("faces", pa.list_(face)),
             ("frames_analyzed", pa.int64()),
@@ -283,7 +284,7 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
     video = row.get("kind") == "video"
     record = {
         key: row.get(key)
-        for key in ("path", "kind", "status", "fake_probability", "label", "model")
+        for key in ("path", "kind", "status", "fake_probability", "label", "verdict", "model")
     }
     faces = row.get("faces") or []
     record["faces"] = [

@@ -10,6 +10,7 @@ Requests over that wait up to ``queue_timeout_s`` and then get a 503.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -19,6 +20,7 @@ import os
 import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -66,6 +68,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+MAX_OTHER_MODELS = 4
+"""Models besides the served one kept loaded for requests that pick them."""
 
 
 class ErrorBody(BaseModel):
@@ -92,6 +96,7 @@ class Options:
     threshold: float | None = None
     aggregate: str | None = None
     track_share: float | None = None
+    model: str | None = None  # a bundled model name, or bundled names joined by "+"
 
 
 def parse_options(fields: dict[str, str]) -> Options:
@@ -116,6 +121,9 @@ def parse_options(fields: dict[str, str]) -> Options:
             )
         options.aggregate = value
     options.track_share = _fraction(fields, "track_share")
+    value = fields.get("model", "").strip()
+    if value:
+        options.model = check_model_name(value)
     return options
 
 
@@ -131,6 +139,22 @@ def _fraction(fields: dict[str, str], name: str) -> float | None:
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):
         raise ServiceError(422, f"{name} must be a number from 0 to 1, not {value!r}")
     return number
+
+
+def check_model_name(value: str) -> str:
+    """A bundled model name, or an ensemble of bundled names (``a+b``): clients may not make
+    the server load files by path. Raises a 422 ServiceError naming the bundled models."""
+    from mesonet.models import bundled_models
+
+    names = bundled_models()
+    parts = [part.strip() for part in value.split("+")]
+    if len(value) > 500 or len(parts) > 8 or not all(part in names for part in parts):
+        raise ServiceError(
+            422,
+            f"model must be a bundled model ({', '.join(names) or 'none'}) or bundled names "
+            f"joined by +, not {value[:100]!r}",
+        )
+    return "+".join(parts)
 
 
 def parse_include(include: str | None) -> set[str]:
@@ -162,6 +186,7 @@ class Service:
         read_idle_s: float = READ_IDLE_S,
         read_total_s: float = READ_TOTAL_S,
         max_uploads: int = MAX_UPLOADS,
+        model_factory: Callable[[str], Any] | None = None,
     ) -> None:
         if not (read_idle_s > 0 and read_total_s > 0):
             raise ValueError("read_idle_s and read_total_s must be positive")
@@ -184,6 +209,13 @@ class Service:
         self.detectors: queue.Queue[Any] = queue.Queue()
         for detector in built:
             self.detectors.put(detector)
+        # Other models a request picks: built on first use, one per slot, the least recently
+        # used dropped beyond MAX_OTHER_MODELS.
+        self.model_factory = model_factory
+        self._pools: collections.OrderedDict[str, tuple[queue.Queue[Any], list[int]]] = (
+            collections.OrderedDict()
+        )
+        self._pools_lock = threading.Lock()
         self.own_tmp = tmp_dir is None
         self.tmp_dir = Path(tmp_dir or tempfile.mkdtemp(prefix="mesonet-uploads-"))
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -219,16 +251,39 @@ class Service:
 
     # ------------------------------------------------------------------ inference
 
+    def _checkout(self, model: str | None) -> tuple[Any, queue.Queue[Any]]:
+        """A detector for ``model`` (None: the served one) and the pool to return it to."""
+        if model is None or model == getattr(self.first, "model_name", None):
+            return self.detectors.get(timeout=60), self.detectors
+        if self.model_factory is None:
+            raise ServiceError(422, "this server answers with its own model only")
+        with self._pools_lock:
+            pool, built = self._pools.setdefault(model, (queue.Queue(), [0]))
+            self._pools.move_to_end(model)
+            while len(self._pools) > MAX_OTHER_MODELS:
+                self._pools.popitem(last=False)
+            build = pool.empty() and built[0] < self.max_in_flight
+            if build:
+                built[0] += 1
+        if build:
+            try:
+                return self.model_factory(model), pool
+            except BaseException:
+                with self._pools_lock:
+                    built[0] -= 1
+                raise
+        return pool.get(timeout=60), pool
+
     def _work(self, upload: Upload, kind: str, options: Options, crops: bool) -> dict[str, Any]:
         """Runs in a worker thread: predict, build the record (and extras), remove the file."""
         try:
-            detector = self.detectors.get(timeout=60)
+            detector, pool = self._checkout(options.model)
             try:
                 if getattr(detector, "faces", None) == "detect":
                     _ = detector.face_detector  # build once per slot, shared by its copies
                 worker = copy.copy(detector)
                 for name, value in dataclasses.asdict(options).items():
-                    if value is not None:
+                    if value is not None and name != "model":
                         setattr(worker, name, value)
                 result = worker.predict(upload.path, kind)
                 extra = None
@@ -239,7 +294,7 @@ class Service:
                         log.warning("could not build the crops of %s", upload.filename)
                         extra = {"threshold": worker.threshold, "crops": [], "frame": None}
             finally:
-                self.detectors.put(detector)
+                pool.put(detector)
             result.path = upload.filename
             if result.error:
                 result.error = result.error.replace(str(upload.path), upload.filename)
@@ -322,6 +377,7 @@ def create_app(
     queue_timeout_s: float = 60.0,
     *,
     detector_factory: Callable[[], Any] | None = None,
+    model_factory: Callable[[str], Any] | None = None,
     tmp_dir: str | os.PathLike[str] | None = None,
     trust_unverified: bool = False,
     read_idle_s: float = READ_IDLE_S,
@@ -337,6 +393,8 @@ def create_app(
         max_in_flight: analyses running at once (one worker thread and detector each).
         queue_timeout_s: how long a request waits for a free worker before its 503.
         detector_factory: builds each worker's detector instead (tests use stubs).
+        model_factory: builds a detector for a bundled model a request picks (form field
+            ``model``); default ``Detector(name)``, or none with a ``detector_factory``.
         tmp_dir: where uploads are written while analysed; default a fresh folder,
             removed when the app shuts down.
         trust_unverified: serve weights whose card carries no sha256 (refused otherwise);
@@ -360,6 +418,11 @@ def create_app(
         def detector_factory() -> Any:
             return Detector(loaded, limits=limits)
 
+        if model_factory is None:
+
+            def model_factory(name: str) -> Any:
+                return Detector(name)
+
     service = Service(
         detector_factory,
         max_upload_mb,
@@ -369,6 +432,7 @@ def create_app(
         read_idle_s,
         read_total_s,
         max_uploads,
+        model_factory,
     )
 
     @contextlib.asynccontextmanager
@@ -463,7 +527,9 @@ def create_app(
 
     @app.get(f"{API}/models", summary="The served model and the bundled ones")
     def models() -> dict[str, Any]:
-        """``serving``: the model answering requests (card and defaults); ``bundled``: cards."""
+        """``serving``: the model answering requests (card and defaults); ``default``: the
+        bundled default's name; ``bundled``: every bundled model's card (a request picks one
+        with the form field ``model``)."""
         from mesonet.models import default_model_name, list_models
 
         return {
@@ -545,6 +611,11 @@ _DETECT_BODY: dict[str, Any] = {
                         "description": "A face track decides a video only when it covers at "
                         "least this share of the analysed frames (default 0.25; the longest "
                         "track when none does).",
+                    },
+                    "model": {
+                        "type": "string",
+                        "description": "A bundled model (GET /api/v1/models) or bundled "
+                        "names joined by + (an ensemble); default: the served model.",
                     },
                 },
             }

@@ -55,9 +55,50 @@ async function loadSettings() {
       $("opt-threshold").placeholder = String(serving.threshold);
     }
     if (serving.frames != null) $("opt-frames").placeholder = String(serving.frames);
+    fillModelPicker(models, serving.name);
   } catch (err) {
     $("model-name").textContent = "unknown (server not answering?)";
   }
+}
+
+// The bundled models, the served one preselected; picking another re-analyses the file.
+const SET_NAMES = {
+  dfdc_faces_test: "DFDC",
+  mesonet_deepfake_val: "Deepfake",
+  ffpp_faces_dev: "FF++",
+  ffpp_c40_videos: "FF++ c40 videos",
+};
+
+function modelAbout(card) {
+  if (!card) return "";
+  const aucs = Object.entries(SET_NAMES)
+    .filter(([key]) => card.metrics && card.metrics[key] && card.metrics[key].auc != null)
+    .map(([key, name]) => `${name} ${card.metrics[key].auc.toFixed(2)}`);
+  const calibrated = card.calibration && card.calibration.data
+    ? `calibrated on ${card.calibration.data}` : "not calibrated";
+  return (aucs.length ? `ROC AUC: ${aucs.join(", ")}; ` : "") + calibrated;
+}
+
+function fillModelPicker(models, served) {
+  const select = $("opt-model");
+  const cards = new Map((models.bundled || []).map((c) => [c.name, c]));
+  if (served && !cards.has(served)) cards.set(served, (models.serving || {}).card);
+  select.replaceChildren();
+  for (const [name, card] of [...cards.entries()].sort(([a], [b]) => (a === served ? -1 : b === served ? 1 : 0))) {
+    const label = name + (name === models.default ? " (default)" : "");
+    const option = el("option", { value: name }, label);
+    if (name === served) option.selected = true;
+    select.append(option);
+  }
+  state.servedModel = served;
+  state.cards = cards;
+  $("model-about").textContent = modelAbout(cards.get(select.value));
+  select.addEventListener("change", () => {
+    const card = cards.get(select.value);
+    $("model-about").textContent = modelAbout(card);
+    if (card && card.threshold != null) $("opt-threshold").placeholder = String(card.threshold);
+    if (state.file && !state.busy) analyse(state.file);
+  });
 }
 
 function setupDrop() {
@@ -106,6 +147,8 @@ function setStatus(text, { progress = null, spinning = false } = {}) {
 function resetResult() {
   state.record = null;
   state.shownFace = null;
+  $("verdict").dataset.verdict = "";
+  $("verdict").dataset.model = "";
   $("result").hidden = true;
   $("view-box").hidden = true;
   $("timeline-box").hidden = true;
@@ -130,6 +173,8 @@ function formOptions(form) {
   if (frames) form.append("frames", frames);
   if (threshold) form.append("threshold", threshold);
   if (aggregate) form.append("aggregate", aggregate);
+  const model = $("opt-model").value;
+  if (model && model !== state.servedModel) form.append("model", model);
 }
 
 function analyse(file) {
@@ -195,9 +240,13 @@ function render(record) {
   const verdict = $("verdict");
   const p = record.fake_probability;
   if (record.status === "ok") {
-    const fake = record.label === "fake";
-    verdict.className = `verdict ${fake ? "fake" : "real"}`;
-    $("verdict-text").textContent = `${fake ? "Likely forged" : "Likely real"} — ${pct(p)} fake probability`;
+    const words = record.verdict || (record.label === "fake" ? "likely forged" : "likely real");
+    const kind = { "likely forged": "fake", "likely real": "real", uncertain: "uncertain" }[words];
+    verdict.className = `verdict ${kind}`;
+    verdict.dataset.verdict = words;
+    verdict.dataset.model = record.model;
+    const text = words.charAt(0).toUpperCase() + words.slice(1);
+    $("verdict-text").textContent = `${text} — ${pct(p)} fake probability`;
     const n = record.faces.length;
     $("verdict-sub").textContent = record.kind === "video"
       ? videoSummary(record)
@@ -242,6 +291,7 @@ function renderFacts(record) {
   };
   add("File", record.path);
   add("Model", record.model);
+  if (record.status === "ok") add("Label", `${record.label} (${record.verdict || "no verdict"})`);
   if (record.kind === "video") {
     add("Video", `${secs(record.duration_s)}, ${record.frames_analyzed} frames analysed`);
     add("Video score", `${record.aggregation} over each face track; the tracks that cover enough ` +

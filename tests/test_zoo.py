@@ -1,0 +1,287 @@
+"""The model zoo: ensembles, calibration, verdict bands, `mesonet calibrate` and `models`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from mesonet.cli import app
+from mesonet.errors import ModelError
+from mesonet.evaluation.metrics import brier_score, expected_calibration_error
+from mesonet.evaluation.runner import evaluate
+from mesonet.models import (
+    Ensemble,
+    ModelCard,
+    bundled_models,
+    create_model,
+    load_model,
+    save_ensemble,
+    save_model,
+)
+from mesonet.models.calibration import (
+    calibrate_logits,
+    default_bands,
+    derive_bands,
+    fit_isotonic,
+    fit_temperature,
+    logit,
+    sigmoid,
+    verdict_for,
+)
+from mesonet.pipeline import Detector
+from mesonet.scoring import create_model_scorer
+
+runner = CliRunner()
+
+
+def tiny_model(path, seed: int, bias: float = 0.0, scale: float = 1.0, **card) -> str:
+    """A seeded Meso-4 whose logits are ``scale * (its own) + bias``, saved with a card."""
+    torch.manual_seed(seed)
+    model = create_model("meso4").eval()
+    with torch.no_grad():
+        model.head[-1].weight.mul_(scale)
+        model.head[-1].bias.mul_(scale).add_(bias)
+    save_model(model, path, ModelCard(name=f"meso4.t{seed}", arch="meso4", **card))
+    return str(path)
+
+
+def crops(n: int = 6, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((n, 256, 256, 3)) * 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+def test_an_ensemble_scores_the_logit_mean_of_its_members(tmp_path):
+    a = tiny_model(tmp_path / "a.safetensors", 1, bias=0.8, scale=20.0)
+    b = tiny_model(
+        tmp_path / "b.safetensors",
+        2,
+        bias=-0.5,
+        calibration={"method": "temperature", "temperature": 2.5, "raw_threshold": 0.5},
+    )
+    batch = crops()
+    pa = create_model_scorer(load_model(a), "torch")(batch).astype(np.float64)
+    pb = create_model_scorer(load_model(b), "torch")(batch).astype(np.float64)
+    assert not np.allclose(pa, pb, atol=1e-3)  # members that disagree
+    expected = sigmoid((logit(pa) + logit(pb)) / 2)
+    for backend in ("torch", "openvino"):
+        both = create_model_scorer(load_model(f"{a}+{b}"), backend)(batch)
+        np.testing.assert_allclose(both, expected, atol=2e-5)
+    # the module's own forward agrees, and the Detector uses the same scorer
+    ensemble = load_model(f"{a}+{b}")
+    assert isinstance(ensemble, Ensemble) and ensemble.card.arch == "ensemble"
+    with torch.inference_mode():
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255
+        np.testing.assert_allclose(ensemble(x).numpy(), expected, atol=2e-5)
+    detector = Detector(f"{a}+{b}", faces="none", backend="torch")
+    np.testing.assert_allclose(detector.score_crops(batch), expected, atol=2e-5)
+    assert detector.model_name == f"{a}+{b}"
+
+
+def test_an_ensemble_card_names_an_ensemble_and_weights_its_members(tmp_path):
+    a = tiny_model(tmp_path / "a.safetensors", 1, bias=1.0)
+    b = tiny_model(tmp_path / "b.safetensors", 2, bias=-1.0)
+    card = ModelCard(
+        name="ensemble.test",
+        arch="ensemble",
+        members=[{"model": a, "weight": 3.0}, {"model": b, "weight": 1.0}],
+        threshold=0.4,
+        calibration={"method": "temperature", "temperature": 0.5, "raw_threshold": 0.45},
+    )
+    path = save_ensemble(card, tmp_path / "ens.json") and tmp_path / "ens.json"
+    batch = crops(4, seed=3)
+    za = create_model_scorer(load_model(a), "torch").logits(batch)
+    zb = create_model_scorer(load_model(b), "torch").logits(batch)
+    scorer = create_model_scorer(load_model(path), "torch")
+    np.testing.assert_allclose(scorer(batch), sigmoid((0.75 * za + 0.25 * zb) / 0.5), atol=2e-5)
+    assert Detector(path, faces="none").threshold == 0.4
+
+
+def test_bad_ensembles_are_one_line_errors(tmp_path):
+    a = tiny_model(tmp_path / "a.safetensors", 1)
+    with pytest.raises(ModelError, match="unknown model 'nope'"):
+        load_model(f"{a}+nope")
+    with pytest.raises(ModelError, match="joined by"):
+        load_model(f"{a}+")
+    (tmp_path / "bad.json").write_text('{"name": "x", "arch": "ensemble", "members": []}')
+    with pytest.raises(ModelError, match="only it has members"):
+        load_model(tmp_path / "bad.json")
+    nested = ModelCard(name="n", arch="ensemble", members=[{"model": f"{a}+{a}", "weight": 1}])
+    save_ensemble(nested, tmp_path / "nested.json")
+    with pytest.raises(ModelError, match="cannot be a member"):
+        load_model(tmp_path / "nested.json")
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def miscalibrated(n: int = 4000, seed: int = 0, scale: float = 4.0):
+    """Labels drawn from sigmoid(t) and a model that reports ``scale * t``: overconfident."""
+    rng = np.random.default_rng(seed)
+    t = rng.normal(0.0, 1.5, n)
+    y = (rng.random(n) < sigmoid(t)).astype(int)
+    return scale * t, y
+
+
+def test_temperature_scaling_recovers_a_known_overconfidence_and_lowers_ece():
+    z, y = miscalibrated()
+    temperature = fit_temperature(z, y)
+    assert temperature == pytest.approx(4.0, rel=0.1)
+    before = expected_calibration_error(y, sigmoid(z))
+    after = expected_calibration_error(y, sigmoid(z / temperature))
+    assert after < before / 3 and after < 0.03
+    assert brier_score(y, sigmoid(z / temperature)) < brier_score(y, sigmoid(z))
+
+
+def test_isotonic_calibration_lowers_ece_and_is_monotone():
+    z, y = miscalibrated(scale=0.3)  # underconfident this time
+    x, yy = fit_isotonic(sigmoid(z), y)
+    spec = {"method": "isotonic", "x": x, "y": yy}
+    calibrated = sigmoid(calibrate_logits(spec, z))
+    assert expected_calibration_error(y, calibrated) < expected_calibration_error(y, sigmoid(z))
+    assert np.all(np.diff(calibrated[np.argsort(z)]) >= -1e-12)
+
+
+def test_ece_and_brier_on_known_values():
+    assert expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
+    # every example at 0.9, half of them fake: |0.5 - 0.9| = 0.4
+    assert expected_calibration_error([0, 1, 0, 1], [0.9] * 4) == pytest.approx(0.4)
+    assert brier_score([0, 1], [0.5, 0.5]) == pytest.approx(0.25)
+
+
+def labelled_noise(folder, n_each: int = 30) -> None:
+    rng = np.random.default_rng(5)
+    for label in ("real", "fake"):
+        (folder / label).mkdir(parents=True)
+        for i in range(n_each):
+            pixels = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / label / f"{i}.png")
+
+
+def test_calibrate_command_lowers_ece_on_its_set_and_stores_it_in_the_card(tmp_path):
+    # An overconfident model: logits scaled up and pushed up by 2, on data it cannot tell apart.
+    model = tiny_model(tmp_path / "m.safetensors", 3, bias=2.0, scale=20.0, threshold=0.6)
+    data = tmp_path / "val"
+    labelled_noise(data)
+    out = tmp_path / "cal.safetensors"
+    result = runner.invoke(
+        app, ["calibrate", model, str(data), "--faces", "none", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ECE" in result.output and str(out) in result.output.replace("\n", "")
+    calibrated = load_model(out)
+    spec = calibrated.card.calibration
+    assert spec["method"] == "temperature" and spec["data"].endswith("/val") and spec["n"] == 60
+    assert spec["raw_threshold"] == 0.6 and spec["ece_after"] < spec["ece_before"]
+    # the threshold follows the map, so the labels do not change
+    assert calibrated.card.threshold == pytest.approx(
+        float(sigmoid(logit([0.6]) / spec["temperature"])[0]), abs=1e-6
+    )
+    assert calibrated.card.verdict_bands["data"] == spec["data"]
+    before = evaluate(Detector(model, faces="none"), data)
+    after = evaluate(Detector(out, faces="none"), data)
+    assert after["ece"] < before["ece"] and after["brier"] < before["brier"]
+    assert after["confusion"] == before["confusion"]
+    # isotonic, and errors that are one line
+    iso = tmp_path / "iso.safetensors"
+    result = runner.invoke(
+        app,
+        ["calibrate", model, str(data), "--faces", "none", "--method", "isotonic", "-o", str(iso)],
+    )
+    assert result.exit_code == 0, result.output
+    assert load_model(iso).card.calibration["method"] == "isotonic"
+    bad = runner.invoke(app, ["calibrate", model, str(data), "--out", str(tmp_path / "x.txt")])
+    assert bad.exit_code == 2 and ".safetensors" in bad.output
+
+
+def test_calibrated_scores_reach_every_front_end(tmp_path):
+    spec = {"method": "temperature", "temperature": 3.0, "raw_threshold": 0.5}
+    raw = tiny_model(tmp_path / "raw.safetensors", 4, bias=2.0, scale=5.0)
+    cal = tiny_model(tmp_path / "cal.safetensors", 4, bias=2.0, scale=5.0, calibration=spec)
+    image = tmp_path / "face.png"
+    Image.fromarray(crops(1, seed=9)[0]).save(image)
+    p_raw = Detector(raw, faces="none").predict(image).fake_probability
+    p_cal = Detector(cal, faces="none").predict(image).fake_probability
+    assert p_cal == pytest.approx(float(sigmoid(logit([p_raw]) / 3.0)[0]), abs=1e-5)
+    result = runner.invoke(app, ["predict", str(image), "-m", cal, "--faces", "none", "-f", "json"])
+    assert json.loads(result.stdout)[0]["fake_probability"] == pytest.approx(p_cal, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def test_derived_bands_cover_where_validation_accuracy_is_under_60_percent():
+    rng = np.random.default_rng(1)
+    p = rng.random(4000)
+    # fakes are likely above 0.7, reals below 0.3, a coin toss in between
+    y = np.where(
+        p > 0.7,
+        rng.random(4000) < 0.95,
+        np.where(p < 0.3, rng.random(4000) < 0.05, rng.random(4000) < 0.5),
+    ).astype(int)
+    bands = derive_bands(p, y, 0.5)
+    lo, hi = bands["uncertain"]
+    assert 0.25 < lo < 0.35 and 0.65 < hi < 0.75
+    # a sharp model: never uncertain
+    sharp = derive_bands(p, (p >= 0.5).astype(int), 0.5)
+    assert sharp["uncertain"] == [0.5, 0.5]
+
+
+def test_verdict_follows_the_bands_and_moves_with_the_threshold():
+    bands = {"uncertain": [0.3, 0.7]}
+    assert verdict_for(0.29, 0.5, bands, 0.5) == "likely real"
+    assert verdict_for(0.3, 0.5, bands, 0.5) == "uncertain"
+    assert verdict_for(0.69, 0.5, bands, 0.5) == "uncertain"
+    assert verdict_for(0.7, 0.5, bands, 0.5) == "likely forged"
+    # a user's threshold of 0.7 moves the band by the same logits: 0.5 -> 0.7
+    assert verdict_for(0.6, 0.7, bands, 0.5) == "uncertain"
+    assert verdict_for(0.4, 0.7, bands, 0.5) == "likely real"
+    lo, hi = default_bands(0.5)["uncertain"]
+    assert lo == pytest.approx(0.4) and hi == pytest.approx(0.6)
+
+
+def test_records_carry_the_cards_verdict(tmp_path):
+    model = tiny_model(
+        tmp_path / "m.safetensors", 6, threshold=0.5, verdict_bands={"uncertain": [0.2, 0.8]}
+    )
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, pixels in enumerate(crops(8, seed=11)):
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    detector = Detector(model, faces="none")
+    records = list(detector.predict_many([folder]))
+    assert len(records) == 8
+    for r in records:
+        p = r.fake_probability
+        expected = "likely real" if p < 0.2 else "likely forged" if p >= 0.8 else "uncertain"
+        assert r.verdict == expected and r.to_dict()["verdict"] == expected
+    result = runner.invoke(app, ["predict", str(folder), "-m", model, "--faces", "none"])
+    assert result.exit_code == 0 and "verdict" in result.stdout
+
+
+def test_a_card_with_bands_off_its_threshold_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="around the threshold"):
+        ModelCard(
+            name="x", arch="meso4", threshold=0.9, verdict_bands={"uncertain": [0.2, 0.8]}
+        ).check()
+    with pytest.raises(ValueError, match="temperature"):
+        ModelCard(name="x", arch="meso4", calibration={"method": "temperature"}).check()
+
+
+# --------------------------------------------------------------------------- `mesonet models`
+
+
+def test_models_table_fits_80_columns_without_cutting_names():
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name in bundled_models():
+        assert any(name in line for line in lines), name
+    assert "…" not in result.stdout
