@@ -212,6 +212,24 @@ def _calibration_lines(card) -> list[str]:
     return lines
 
 
+def _split_text(split) -> str:
+    """The card's split in words: per source (several-source runs) or one line."""
+    if not split:
+        return "."
+    if isinstance(split, dict) and all(isinstance(v, dict) and "val" in v for v in split.values()):
+
+        def counts(c: dict) -> str:
+            return f"{c['total']:,} ({c['real']:,} real, {c['fake']:,} fake)"
+
+        parts = [
+            f"{name}: {'train ' + counts(v['train']) + ', ' if v['train']['total'] else ''}"
+            f"validation {counts(v['val'])}"
+            for name, v in split.items()
+        ]
+        return "; images used: " + "; ".join(parts) + "."
+    return f"; split: {split}."
+
+
 def markdown_card(card, notes: str = "") -> str:
     """The human-readable model card: the same facts as the JSON card in the weights file."""
     t = card.training
@@ -241,8 +259,7 @@ def markdown_card(card, notes: str = "") -> str:
                 if t.get("threshold_rule")
                 else "."
             ),
-            f"- Training data: {t.get('data', '')}"
-            + (f"; split: {t['split']}." if t.get("split") else "."),
+            f"- Training data: {t.get('data', '')}" + _split_text(t.get("split")),
             *(
                 [f"- Initialisation: {_initialisation(t.get('init', ''))}"]
                 if "init" in t or command
