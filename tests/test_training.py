@@ -247,6 +247,49 @@ def test_signal_during_zip_extraction_leaves_nothing_behind(tmp_path: Path, sign
     assert list(scratch.iterdir()) == [], "the extraction folder was left behind"
 
 
+_TRAIN_FROM_ZIP = """
+import sys
+from pathlib import Path
+from mesonet.training import TrainConfig, TrainReporter, train
+
+class Started(TrainReporter):
+    def phase_start(self, name, total, epoch=0):
+        if name == "train":
+            Path(sys.argv[3]).touch()  # the data is extracted and training has begun
+
+config = TrainConfig(epochs=1000, batch_size=8, augment="none", workers=0, threads=1,
+                     patience=0)
+train(sys.argv[1], sys.argv[2], config, reporter=Started())
+"""
+
+
+def test_sigterm_during_training_on_a_zip_removes_the_extraction(tmp_path: Path) -> None:
+    """Not only while extracting: a run stopped by SIGTERM mid-training leaves no data."""
+    source = make_split(tmp_path / "ds", 4, 2)
+    archive = tmp_path / "ds.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(source.rglob("*.png")):
+            zf.write(file, file.relative_to(source).as_posix())
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    started = tmp_path / "started"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TRAIN_FROM_ZIP, str(archive), str(tmp_path / "run"), str(started)],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 300
+    while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert started.exists(), proc.stderr.read().decode()[-2000:] if proc.poll() else "too slow"
+    extracted = lambda: list(scratch.glob("mesonet-data-*"))  # noqa: E731 (torch caches too)
+    assert extracted(), "the extraction folder should exist during training"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    assert proc.returncode != 0
+    assert extracted() == [], "the extraction folder was left behind"
+
+
 def test_zip_of_a_dataset_is_found_inside_its_top_folder(tmp_path: Path) -> None:
     source = make_split(tmp_path / "ds", 2, 2)
     buffer = io.BytesIO()

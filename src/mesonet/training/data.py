@@ -120,7 +120,7 @@ def extract_zip(
         made_dest = not dest.exists()
         created: list[Path] = []
         try:
-            with _terminate_as_exit():
+            with terminate_as_exit():
                 dest.mkdir(parents=True, exist_ok=True)
                 _extract_entries(archive, infos, dest.resolve(), zip_path, max_total_bytes, created)
         except BaseException:
@@ -220,10 +220,10 @@ def _remove(created: Sequence[Path], dest: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """While extracting, SIGTERM raises SystemExit (exit code 143) instead of killing the
-    process outright, so ``finally`` blocks remove the partial extraction (Ctrl+C already
-    raises KeyboardInterrupt). Only the main thread can set signal handlers."""
+def terminate_as_exit() -> Iterator[None]:
+    """Within it, SIGTERM raises SystemExit (exit code 143) instead of killing the process
+    outright, so ``finally`` blocks remove a partial extraction or a run's extracted data
+    (Ctrl+C already raises KeyboardInterrupt). Only the main thread can set signal handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -47,6 +47,7 @@ from mesonet.training.data import (
     find_holdout,
     iter_batches,
     subsample,
+    terminate_as_exit,
     to_model_input,
 )
 from mesonet.training.errors import TrainingError
@@ -230,7 +231,8 @@ def _threads(n: int) -> Iterator[None]:
 def _data_folder(data: Path, config: TrainConfig) -> Iterator[Path]:
     """``data`` itself, or a temporary folder holding the zip's safe extraction."""
     if data.is_file() and data.suffix.lower() == ".zip":
-        with tempfile.TemporaryDirectory(prefix="mesonet-data-") as tmp:
+        # SIGTERM during the run removes the extraction too, not only during extracting
+        with terminate_as_exit(), tempfile.TemporaryDirectory(prefix="mesonet-data-") as tmp:
             yield extract_zip(data, tmp, config.max_zip_bytes, config.max_zip_ratio)
     else:
         yield data
