@@ -221,6 +221,7 @@ TrackShareOption = Annotated[
     typer.Option(
         min=0.0,
         max=1.0,
+        metavar="SHARE",
         help="A face track decides a video only when it covers at least this share of the "
         "analysed frames (the longest track when none does); shorter tracks are still reported.",
     ),
@@ -230,8 +231,10 @@ TrackSizeOption = Annotated[
     typer.Option(
         min=0.0,
         max=1.0,
-        help="... and only when its faces are at least this fraction of the largest deciding "
-        "track's size (background faces never decide; 0 turns this off).",
+        metavar="FRACTION",
+        help="A face track decides a video only when its faces are at least this fraction of "
+        "the size of the largest track covering enough frames (a small face in the background "
+        "never decides; 0 turns this off).",
     ),
 ]
 LimitOption = Annotated[
