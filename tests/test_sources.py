@@ -279,21 +279,23 @@ def test_face_mask_follows_landmarks() -> None:
 
 
 def test_resampling_step_hides_which_images_were_resized() -> None:
-    """Half the images are native 256 px noise textures, half were upscaled from 96 px (as a
-    dataset's fakes often are). A linear resampling detector tells them apart on decoded
-    crops; after the --resample step it no longer can."""
+    """Half the images are native 256 px textures, half were upscaled from 160 px (as a
+    dataset's fakes often are). A linear resampling detector tells them apart perfectly on
+    decoded crops; once the resampling step scales every image below the resized ones' own
+    band limit, it mostly cannot (measured: 1.0 -> 0.63). With the default range, which
+    keeps more detail, the drop on real data is tools/resampling_check.py's to measure."""
     import cv2
 
     rng = np.random.default_rng(0)
     images, labels = [], []
     for i in range(160):
-        native = cv2.GaussianBlur(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), (3, 3), 0)
+        native = cv2.GaussianBlur(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), (0, 0), 0.8)
         if i % 2:
-            small = cv2.resize(native, (96, 96), interpolation=cv2.INTER_AREA)
+            small = cv2.resize(native, (160, 160), interpolation=cv2.INTER_AREA)
             native = cv2.resize(small, (256, 256), interpolation=cv2.INTER_LINEAR)
         images.append(native)
         labels.append(i % 2)
     before = check(images, labels, None)["label"]
-    after = check(images, labels, lambda xs: resampled(xs, 0.3, 0.35))["label"]
+    after = check(images, labels, lambda xs: resampled(xs, 0.2, 0.3))["label"]
     assert before > 0.95
-    assert after < before - 0.25
+    assert after < 0.75

@@ -139,14 +139,18 @@ def create_scorer(
 
 
 class Logits(nn.Module):
-    """A MesoNet whose forward gives its logits (``model.logits``) instead of probabilities."""
+    """A model whose forward gives its logits instead of probabilities: a MesoNet's own
+    ``logits``, or, for any module whose forward gives probabilities (DESIGN's contract),
+    their log-odds (clamped, so 0 and 1 stay finite)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(x)
+        if hasattr(self.model, "logits"):
+            return self.model.logits(x)
+        return torch.logit(self.model(x).clamp(1e-7, 1 - 1e-7))
 
 
 # --------------------------------------------------------------------------- batch norm folding

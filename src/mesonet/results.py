@@ -111,8 +111,6 @@ class MediaResult:
     model: str
     fake_probability: float | None = None
     label: Literal["fake", "real"] | None = None
-    # in words, from the model card's verdict bands: likely real / uncertain / likely forged
-    verdict: Literal["likely real", "uncertain", "likely forged"] | None = None
     faces: list[FaceResult] = field(default_factory=list)
     frames_analyzed: int | None = None
     duration_s: float | None = None
@@ -120,6 +118,9 @@ class MediaResult:
     segments: list[Segment] = field(default_factory=list)
     error: str | None = None
     tracks: list[TrackResult] = field(default_factory=list)  # video only
+    # in words, from the model card's verdict bands: likely real / uncertain / likely forged
+    # (after the older fields, so positional construction keeps working)
+    verdict: Literal["likely real", "uncertain", "likely forged"] | None = None
 
     @property
     def is_video(self) -> bool:
