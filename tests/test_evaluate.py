@@ -136,7 +136,7 @@ def test_one_class_group_shows_no_auc_or_ap(model_path, sample_folder):
     rows = {
         cells[0]: cells[1:]
         for cells in map(str.split, result.stdout.splitlines())
-        if len(cells) == 11  # group, n, auc, ap, eer, acc, prec, rec, f1, ece, brier
+        if len(cells) == 9  # group, n, auc, ap, eer, acc, prec, recall, f1
     }
     assert rows["B"][:3] == ["3", "-", "-"]  # group B holds fakes only: no AUC, no AP
     assert rows["A"][1] != "-" and rows["all"][1] != "-"

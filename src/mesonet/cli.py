@@ -538,7 +538,7 @@ def _metrics_table(metrics: dict) -> Table:
     borderless columns leave room for them in 80 columns."""
     from mesonet.output import plain_table
 
-    keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1", "ece", "brier")
+    keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1")
     title = (
         f"{metrics['model']}: {metrics['level']} level, threshold {metrics['threshold']:.3f}, "
         f"skipped {metrics['skipped']['no_face']} no-face / {metrics['skipped']['error']} errors"
@@ -547,7 +547,7 @@ def _metrics_table(metrics: dict) -> Table:
     rows += [(Text(name), metrics[name]) for name in ("images", "videos") if name in metrics]
     groups = metrics["by_group"]
     rows += [(Text(g or "(none)"), v) for g, v in groups.items() if list(groups) != [""]]
-    headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1", "ECE", "Brier")
+    headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1")
     table = plain_table(title=title, title_justify="left")
     cells = [[_fmt(values[k]) for k in keys] for _, values in rows]
     # numbers are never cut; a group name too long for the rest folds onto a second line
@@ -558,7 +558,11 @@ def _metrics_table(metrics: dict) -> Table:
     for (name, _), row in zip(rows, cells, strict=True):
         table.add_row(name, *row)
     c = metrics["confusion"]
-    table.caption = f"confusion: tn {c['tn']}  fp {c['fp']}  fn {c['fn']}  tp {c['tp']}"
+    # calibration is the model's, so it is told once (per group: --format json)
+    table.caption = (
+        f"confusion: tn {c['tn']}  fp {c['fp']}  fn {c['fn']}  tp {c['tp']}; "
+        f"calibration: ECE {_fmt(metrics.get('ece'))}, Brier {_fmt(metrics.get('brier'))}"
+    )
     return table
 
 
