@@ -9,6 +9,11 @@ precision: it must move by less than 0.002).
 
     python benchmarks/bench_scoring.py                      # Meso-4, batch 64
     python benchmarks/bench_scoring.py --arch both --auc --compile
+    python benchmarks/bench_scoring.py --ensemble meso4.dfdc+mesoinception4.df --no-keras
+
+``--ensemble A+B`` adds a table: the ensemble's faces/s against each member alone, all on
+``--backend`` (default auto) through the scorer the Detector uses (calibration included),
+measured in the same run.
 
 The Keras row runs the authors' architecture under a separate Python with tensorflow-cpu
 (``MESONET_TF_PYTHON``, default /work/tfenv/bin/python); it is skipped when that is absent.
@@ -40,6 +45,8 @@ from _speed import (  # noqa: E402
 )
 
 from mesonet.backends import available_backends, create_scorer  # noqa: E402
+from mesonet.models import load_model  # noqa: E402
+from mesonet.scoring import create_model_scorer  # noqa: E402
 
 TARGET = 400.0  # faces/s for Meso-4 on 2 cores (issue 6)
 
@@ -187,6 +194,31 @@ def auc_table(model: torch.nn.Module, scorers: dict, described: str, arch: str) 
     )
 
 
+def bench_ensemble(names: str, args: argparse.Namespace) -> None:
+    """An ensemble's cost against each of its members alone, same crops, same engine."""
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, size=(args.batch, 256, 256, 3), dtype=np.uint8)
+    members = names.split("+")
+    rows, rates = [], {}
+    for name in [*members, names]:
+        scorer = create_model_scorer(load_model(name), args.backend, args.batch, args.threads)
+        scorer(crops)
+        rates[name] = timed(lambda s=scorer: s(crops), args.batch, repeats=args.repeats)
+    base = rates[members[0]]
+    alone = 1.0 / sum(1.0 / rates[m] for m in members)  # members run one after the other
+    for name in [*members, names]:
+        rows.append((name, rates[name], ratio(rates[name], base), ratio(rates[name], alone)))
+    print()
+    print(
+        table(
+            f"ensemble {names}: faces/s, batch {args.batch}, uint8 crops, backend "
+            f"{args.backend}; 'vs members in turn' = against scoring each member separately",
+            ("model", "faces/s", f"vs {members[0]}", "vs members in turn"),
+            rows,
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="meso4", choices=("meso4", "mesoinception4", "both"))
@@ -197,6 +229,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add a torch.compile row (slow)")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras baseline")
     parser.add_argument("--auc", action="store_true", help="AUC of each backend on dfdc test")
+    parser.add_argument("--ensemble", help="also time this ensemble (a+b) against its members")
+    parser.add_argument("--backend", default="auto", help="engine for the ensemble table")
+    parser.add_argument("--only-ensemble", action="store_true", help="skip the per-backend tables")
     args = parser.parse_args()
     args.model_arch = None
     if args.model:
@@ -206,8 +241,10 @@ def main() -> None:
     print(machine_note())
     watch = CpuWatch()
     archs = ("meso4", "mesoinception4") if args.arch == "both" else (args.arch,)
-    for arch in archs:
+    for arch in archs if not args.only_ensemble else ():
         bench_arch(arch, args)
+    if args.ensemble:
+        bench_ensemble(args.ensemble, args)
     print(watch.note())
 
 

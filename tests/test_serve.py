@@ -136,6 +136,25 @@ def test_models_healthz_docs_and_page(client):
     assert client.get("/redoc").status_code == 404
 
 
+def test_models_lists_the_bundled_models_and_a_request_picks_one(client, face_media, uploads):
+    from mesonet.models import bundled_models
+
+    models = client.get("/api/v1/models").json()
+    assert {card["name"] for card in models["bundled"]} == set(bundled_models())
+    assert models["default"] in bundled_models()
+    served = models["serving"]["name"]
+    other = next(name for name in bundled_models() if name != served)
+    for model in (other, f"{served}+{other}"):
+        response = post(client, face_media["image"], data={"model": model})
+        assert response.status_code == 200, response.text
+        expected = Detector(model).predict(face_media["image"]).to_dict()
+        expected["path"] = face_media["image"].name
+        assert response.json() == expected and expected["model"] == model
+        assert expected["verdict"] in ("likely real", "uncertain", "likely forged")
+    # the served model again, from its own pool
+    assert post(client, face_media["image"]).json()["model"] == served
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -185,6 +204,8 @@ def test_corrupt_media_is_422_with_the_record_error(client, face_media, tmp_path
         ("threshold", "-0.1", "threshold"),
         ("aggregate", "max", "aggregate"),
         ("track_share", "1.5", "track_share"),
+        ("model", "/etc/passwd.safetensors", "bundled model"),
+        ("model", "meso4.nope", "bundled model"),
     ],
 )
 def test_bad_form_values_are_422(client, face_media, uploads, field, value, word):

@@ -189,6 +189,36 @@ def test_video_upload_shows_frame_timeline_and_gallery(
         screenshot(browser, shots, f"video-{name}")
 
 
+def test_the_model_picker_changes_the_answer(browser, server, face_media):
+    """The picker lists the bundled models, the served one first and preselected; picking
+    another re-analyses the file with it, and the verdict is that model's."""
+    from selenium.webdriver.support.ui import Select
+
+    from mesonet.models import bundled_models
+    from mesonet.pipeline import Detector
+
+    upload(browser, server, face_media["image"], DESKTOP)
+    picker = Select(browser.find_element(By.ID, "opt-model"))
+    names = [o.get_attribute("value") for o in picker.options]
+    assert set(names) == set(bundled_models())
+    served = picker.first_selected_option.get_attribute("value")
+    assert served == names[0] == browser.find_element(By.ID, "model-name").text
+    box = browser.find_element(By.ID, "verdict")
+    first = (box.get_attribute("data-model"), verdict(browser))
+    # the bundled model whose score differs most from the served one's
+    scores = {n: Detector(n).predict(face_media["image"]).fake_probability for n in names}
+    other = max(names, key=lambda n: abs(scores[n] - scores[served]))
+    assert abs(scores[other] - scores[served]) > 0.01
+    picker.select_by_value(other)
+    WebDriverWait(browser, 120).until(
+        lambda d: d.find_element(By.ID, "verdict").get_attribute("data-model") == other
+    )
+    second = verdict(browser)
+    assert first[0] == served and second != first[1]
+    assert f"{round(scores[other] * 100)}% fake probability" in second
+    assert browser.find_element(By.ID, "model-about").text.startswith("ROC AUC")
+
+
 def test_not_media_shows_the_error(browser, server, tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not a picture")
