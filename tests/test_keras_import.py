@@ -60,6 +60,40 @@ def test_converted_model_matches_keras_to_1e4(stem, keras_weights, reference):
         np.testing.assert_allclose(-fake_logits, real_logits, rtol=1e-5, atol=1e-4)
 
 
+BUNDLED = {
+    "Meso4_DF": "meso4.df",
+    "Meso4_F2F": "meso4.f2f",
+    "MesoInception_DF": "mesoinception4.df",
+    "MesoInception_F2F": "mesoinception4.f2f",
+}
+
+
+@pytest.mark.parametrize("stem", list(BUNDLED))
+def test_bundled_authors_models_reproduce_keras_from_the_package(stem, reference):
+    """No .h5 anywhere: the bundled weights alone give the Keras outputs (to 1e-4), and the
+    scorer every front end uses gives them through the card's calibration."""
+    from mesonet.models import bundled_models
+    from mesonet.models.calibration import sigmoid
+    from mesonet.scoring import create_model_scorer
+
+    if BUNDLED[stem] not in bundled_models():
+        pytest.skip(f"{BUNDLED[stem]} is not bundled in this tree")
+    model = load_model(BUNDLED[stem])
+    card = model.card
+    assert card.license.startswith("Apache-2.0") and stem in card.description
+    expected = reference["models"][stem]
+    scorer = create_model_scorer(model, "torch")
+    for name, inputs in reference_inputs().items():
+        with torch.inference_mode():
+            fake = model(as_batch(inputs)).numpy().astype(np.float64)
+            fake_logits = model.logits(as_batch(inputs)).numpy().astype(np.float64)
+        np.testing.assert_allclose(fake, 1.0 - np.array(expected[name]), atol=1e-4, rtol=0)
+        real_logits = np.array(expected["logits"][name])
+        np.testing.assert_allclose(-fake_logits, real_logits, rtol=1e-5, atol=1e-4)
+        calibrated = sigmoid(-real_logits / card.calibration["temperature"])
+        np.testing.assert_allclose(scorer(as_batch(inputs)), calibrated, atol=1e-4)
+
+
 def test_the_authors_licence_ships_beside_their_weights():
     from importlib import resources
 

@@ -109,6 +109,7 @@ def test_write_report(tmp_path: Path, loader: object) -> None:
         "metrics.json",
         "roc.png",
         "confusion.png",
+        "reliability.png",
         "correct_real.png",
         "correct_fake.png",
         "wrong_real.png",
@@ -127,6 +128,7 @@ def test_write_report(tmp_path: Path, loader: object) -> None:
     assert "Test &lt;report&gt;" in page
     assert "Deepfakes" in page and "(none)" in page
     assert "http://" not in page and "https://" not in page  # self-contained
+    assert "expected calibration error" in page
 
 
 def test_write_report_empty_and_one_class(tmp_path: Path) -> None:
@@ -152,3 +154,11 @@ def test_report_grid_selection(tmp_path: Path) -> None:
     assert list(_select(y, s, 0.5, 1, 0)) == [51]
     assert _select(y, s, 0.5, 0, 1).size == 0
     assert MAX_GRID == 32
+
+
+def test_reliability_diagram(tmp_path: Path) -> None:
+    from mesonet.evaluation.plots import plot_reliability
+
+    y, s = _data(200)
+    assert _png(plot_reliability(y, s, tmp_path / "rel.png"))[0] > 300
+    _png(plot_reliability([], [], tmp_path / "empty.png"))

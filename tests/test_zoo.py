@@ -37,6 +37,7 @@ from mesonet.pipeline import Detector
 from mesonet.scoring import create_model_scorer
 
 runner = CliRunner()
+SETS = ("dfdc_faces_test", "mesonet_deepfake_val", "ffpp_faces_dev", "ffpp_c40_videos")
 
 
 def tiny_model(path, seed: int, bias: float = 0.0, scale: float = 1.0, **card) -> str:
@@ -275,6 +276,24 @@ def test_a_card_with_bands_off_its_threshold_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- `mesonet models`
+
+
+def test_models_json_lists_every_bundled_model_with_its_metrics():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    listed = {card["name"]: card for card in json.loads(result.stdout)}
+    assert set(listed) == set(bundled_models())
+    assert sum(card["default"] for card in listed.values()) == 1
+    authors = ("meso4.df", "meso4.f2f", "mesoinception4.df", "mesoinception4.f2f")
+    assert {"meso4.df", "mesoinception4.df"} <= set(listed)
+    for name in (n for n in authors if n in listed):
+        card = listed[name]
+        for key in (k for k in SETS if k in card["metrics"] or k != "ffpp_c40_videos"):
+            metrics = card["metrics"][key]
+            assert 0.0 <= metrics["auc"] <= 1.0 and metrics["ece"] is not None
+            assert metrics["command"].startswith("mesonet evaluate ")
+        assert card["calibration"]["data"] and card["verdict_bands"]["uncertain"]
+        assert card["license"].startswith("Apache-2.0")
 
 
 def test_models_table_fits_80_columns_without_cutting_names():

@@ -21,9 +21,22 @@ from matplotlib.patches import Rectangle
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from mesonet.evaluation.metrics import _as_arrays, _both_classes, _eer_from_roc
+from mesonet.evaluation.metrics import (
+    ECE_BINS,
+    _as_arrays,
+    _both_classes,
+    _eer_from_roc,
+    calibration_bins,
+    expected_calibration_error,
+)
 
-__all__ = ["plot_confusion", "plot_face_grid", "plot_roc", "plot_training_curves"]
+__all__ = [
+    "plot_confusion",
+    "plot_face_grid",
+    "plot_reliability",
+    "plot_roc",
+    "plot_training_curves",
+]
 
 _DPI = 100
 _CORRECT = "#2e7d32"
@@ -80,6 +93,58 @@ def plot_roc(y_true: ArrayLike, scores: ArrayLike, path: str | Path, title: str 
     ax.set_title(f"{title}  (n = {y.size})" if title else f"n = {y.size}", fontsize=13)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_reliability(
+    y_true: ArrayLike, scores: ArrayLike, path: str | Path, title: str = "Reliability"
+) -> Path:
+    """Reliability diagram: for each of 15 equal-width bins of the fake probability, the
+    share of fakes against the mean probability (on the diagonal = calibrated), the bins'
+    example counts below, and the expected calibration error in the title."""
+    y, s = _as_arrays(y_true, scores)
+    if not y.size:
+        return _message(path, title, "no examples")
+    bins = calibration_bins(y, s, ECE_BINS)
+    ece = expected_calibration_error(y, s, ECE_BINS)
+    fig = _figure(5.5, 6.5)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    width = 1.0 / ECE_BINS
+    top.bar(
+        [b["low"] for b in bins],
+        [b["fake_share"] for b in bins],
+        width=width,
+        align="edge",
+        color="#90caf9",
+        edgecolor="#1565c0",
+        label="share of fakes in the bin",
+    )
+    top.plot(
+        [b["mean_probability"] for b in bins],
+        [b["fake_share"] for b in bins],
+        "o",
+        color="#1565c0",
+        ms=4,
+        label="at the bin's mean probability",
+    )
+    top.plot([0, 1], [0, 1], color="#9e9e9e", lw=1, ls="--", label="calibrated")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1.01)
+    top.set_ylabel("Share of fakes", fontsize=11)
+    top.set_title(f"{title}  (ECE = {ece:.3f}, n = {y.size})", fontsize=12)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize=9)
+    bottom.bar(
+        [b["low"] for b in bins],
+        [b["n"] for b in bins],
+        width=width,
+        align="edge",
+        color="#bdbdbd",
+        edgecolor="#616161",
+    )
+    bottom.set_xlabel("Fake probability (15 bins)", fontsize=11)
+    bottom.set_ylabel("Examples", fontsize=11)
+    bottom.grid(alpha=0.3)
     return _save(fig, path)
 
 

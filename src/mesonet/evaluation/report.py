@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from mesonet.evaluation.metrics import _as_arrays
-from mesonet.evaluation.plots import plot_confusion, plot_face_grid, plot_roc
+from mesonet.evaluation.plots import plot_confusion, plot_face_grid, plot_reliability, plot_roc
 
 __all__ = ["GRIDS", "write_report"]
 
@@ -35,6 +35,8 @@ _METRIC_ROWS = (
     ("precision", "precision (fake)"),
     ("recall", "recall (fake)"),
     ("f1", "F1 (fake)"),
+    ("ece", "expected calibration error"),
+    ("brier", "Brier score"),
     ("threshold", "threshold"),
 )
 
@@ -125,7 +127,8 @@ def write_report(
     title: str = "mesonet evaluation",
     threshold: float | None = None,
 ) -> list[Path]:
-    """Write metrics.json, roc.png, confusion.png, four face grids and index.html to ``out_dir``.
+    """Write metrics.json, roc.png, confusion.png, reliability.png, four face grids and
+    index.html to ``out_dir``.
 
     The grids show at most 32 of the most confident examples of each outcome (correct and wrong,
     real and fake); ``load_face(path)`` returns an RGB uint8 image, and grey tiles stand in when
@@ -147,6 +150,7 @@ def write_report(
     written.append(plot_roc(y, s, out / "roc.png", title=title))
     confusion = metrics.get("confusion") or {}
     written.append(plot_confusion(confusion, out / "confusion.png"))
+    written.append(plot_reliability(y, s, out / "reliability.png"))
 
     counts: dict[str, int] = {}
     for stem, (heading, true, pred) in GRIDS.items():
@@ -192,6 +196,10 @@ probability is at least {threshold:.4g}.</p>
 <h2>Plots</h2>
 <div class="plots"><img src="roc.png" alt="ROC curve"><img src="confusion.png"
  alt="Confusion matrix"></div>
+<h2>Calibration</h2>
+<p class="note">Of the examples scored about p, a share p should be fake: bars on the
+diagonal mean the probabilities can be read as such (expected calibration error, ECE, 0).</p>
+<div class="plots"><img src="reliability.png" alt="Reliability diagram"></div>
 {grids}
 </body>
 </html>
