@@ -30,8 +30,12 @@ FACES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mesonet-d
 class Redness(torch.nn.Module):
     """Fake probability = mean red minus mean green of the crop, times 2 (clipped)."""
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:  # scorers work on logits
+        p = ((x[:, 0].mean(dim=(1, 2)) - x[:, 1].mean(dim=(1, 2))) * 2).clamp(1e-4, 1 - 1e-4)
+        return torch.log(p / (1 - p))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x[:, 0].mean(dim=(1, 2)) - x[:, 1].mean(dim=(1, 2))) * 2).clamp(0, 1)
+        return torch.sigmoid(self.logits(x))
 
 
 def redness_detector(**kwargs) -> Detector:
