@@ -100,6 +100,10 @@ def test_sources_from_toml_and_their_errors(tmp_path: Path) -> None:
     a, b = load_sources(config)
     assert (a.path, a.weight, a.holdout) == ("a", 2.0, False)
     assert (b.path, b.holdout, b.max_val) == ("b", True, 50)
+    config.write_text('epochs = 5\n[[sources]]\npath = "a"\n')  # options at top level
+    from mesonet.training import resolve_config
+
+    assert resolve_config(config).epochs == 5 and load_sources(config)[0].path == "a"
     config.write_text('[[sources]]\npath = "a"\ncolour = "red"\n')
     with pytest.raises(TrainingError, match="unknown source key.*colour"):
         load_sources(config)

@@ -165,21 +165,27 @@ def from_mapping(values: Mapping[str, Any], base: TrainConfig | None = None) -> 
     return TrainConfig(**merged)
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """The options in a TOML file (top level, or its ``[train]`` table)."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A whole TOML config file; errors say which file and why."""
     path = Path(path)
     try:
         with path.open("rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise TrainingError(f"config file not found: {path}") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise TrainingError(f"{path}: not a readable TOML file ({exc})") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """The options in a TOML file (top level, or its ``[train]`` table); ``[[sources]]``
+    tables are the data's (see :func:`mesonet.training.sources.load_sources`)."""
+    data = read_toml(path)
     if "train" in data:
         if not isinstance(data["train"], dict):
             raise TrainingError(f"{path}: [train] must be a table")
-        data = data["train"]
-    return data
+        return data["train"]
+    return {k: v for k, v in data.items() if k != "sources"}
 
 
 def resolve_config(

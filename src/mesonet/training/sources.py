@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import random
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mesonet.training.config import read_toml
 from mesonet.training.errors import TrainingError
 
 
@@ -110,15 +110,7 @@ def load_sources(path: str | Path) -> list[SourceSpec]:
 
     Relative paths are taken from the working directory, as on the command line.
     """
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise TrainingError(f"config file not found: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise TrainingError(f"{path}: not a readable TOML file ({exc})") from None
-    tables = data.get("sources", [])
+    tables = read_toml(path).get("sources", [])
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise TrainingError(f"{path}: sources must be [[sources]] tables")
     return [source_from_mapping(t, f"{path} source {i + 1}") for i, t in enumerate(tables)]
