@@ -265,7 +265,10 @@ def test_chart_shades_segments_of_tracks_that_cannot_decide_apart():
         FaceResult([0, 0, 100, 100], 1.0, 0.2, frame=i, time_s=float(i), track=0) for i in range(4)
     ]
     faces.append(FaceResult([300, 0, 40, 40], 0.95, 0.9, frame=2, time_s=2.0, track=1))
-    result = MediaResult("v.mp4", "video", "ok", "m", 0.2, "real", faces, 4, 4.0, "mean")
+    result = MediaResult(
+        path="v.mp4", kind="video", status="ok", model="m", fake_probability=0.2, label="real"
+    )
+    result.faces, result.frames_analyzed, result.duration_s = faces, 4, 4.0
     result.tracks = summarise_tracks(faces, 4, "mean", 0.5)
     choose_decisive(result.tracks)
     result.segments = [Segment(1.5, 2.5, 0.9, 1)]
