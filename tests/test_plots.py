@@ -133,7 +133,7 @@ def test_write_report(tmp_path: Path, loader: object) -> None:
 
 def test_write_report_empty_and_one_class(tmp_path: Path) -> None:
     files = write_report(tmp_path / "empty", compute_metrics([], []), [], [], [], None, "Empty")
-    assert len(files) == 8
+    assert len(files) == 9 and any(f.name == "reliability.png" for f in files)
     for f in files:
         assert f.is_file() and f.stat().st_size > 0
     y, s = [0, 0, 0], [0.1, 0.7, 0.2]
