@@ -18,12 +18,12 @@ import argparse
 import itertools
 import json
 
-import cv2
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
 from mesonet.faces.align import crop_whole
+from mesonet.media import read_image
 from mesonet.models import load_model
 from mesonet.training.data import find_holdout
 
@@ -33,11 +33,7 @@ def _images(folder: str, limit: int, seed: int) -> tuple[list[np.ndarray], np.nd
     if limit and limit < len(samples):
         rng = np.random.default_rng(seed)
         samples = [samples[i] for i in sorted(rng.choice(len(samples), limit, replace=False))]
-    images = []
-    for s in samples:
-        bgr = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
-        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return images, np.array([s.label for s in samples])
+    return [read_image(s.path) for s in samples], np.array([s.label for s in samples])
 
 
 @torch.no_grad()

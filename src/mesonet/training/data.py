@@ -589,14 +589,6 @@ def iter_batches(
                 future.cancel()
 
 
-def collate_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate for :class:`FaceDataset`: batches arrive whole from ``__getitems__``."""
-    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], torch.Tensor):
-        return batch
-    images = torch.from_numpy(np.stack([b[0] for b in batch]))
-    return images, torch.tensor([b[1] for b in batch], dtype=torch.float32)
-
-
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 N x H x W x 3 -> float32 N x 3 x H x W in [0, 1], channels-last (no copy of layout)."""
     return images.permute(0, 3, 1, 2).float().div_(255.0)

@@ -774,8 +774,7 @@ def _train_epoch(
     """One epoch of training: (log row, step, images per second)."""
     started = time.perf_counter()
     seed = _epoch_seed(config.seed, epoch)
-    _seed_everything(seed)
-    data.train.reseed(seed)
+    _seed_everything(seed)  # dropout; batches are seeded one by one in iter_batches
     indices = list(data.sampler(config, seed))
     drawn = np.array([data.train.label(i) for i in indices], dtype=np.float32)
     weights = class_weights(drawn, config.balance)
