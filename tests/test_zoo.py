@@ -201,6 +201,32 @@ def test_calibrate_command_lowers_ece_on_its_set_and_stores_it_in_the_card(tmp_p
     assert bad.exit_code == 2 and ".safetensors" in bad.output
 
 
+def test_calibrate_trusts_unverified_weights_only_when_asked_and_keeps_them_unverified(tmp_path):
+    model = tiny_model(tmp_path / "m.safetensors", 3, scale=20.0)
+    state = load_model(model)
+    plain = tmp_path / "plain.safetensors"
+    save_model(state, plain, state.card, digest=False)  # a card without a sha256
+    data = tmp_path / "val"
+    labelled_noise(data)
+    out = tmp_path / "cal.safetensors"
+    argv = ["calibrate", str(plain), str(data), "--faces", "none", "--out", str(out)]
+    refused = runner.invoke(app, argv)  # main() prints this as one line and exits 2
+    assert isinstance(refused.exception, ModelError)
+    assert "--trust-unverified" in str(refused.exception)
+    assert not out.exists()
+    result = runner.invoke(app, [*argv, "--trust-unverified"])
+    assert result.exit_code == 0, result.output
+    assert "unverified" in result.output
+    # the calibrated file is no more verified than its input was
+    with pytest.raises(ModelError, match="--trust-unverified"):
+        load_model(out)
+    calibrated = load_model(out, trust_unverified=True)
+    assert calibrated.unverified and calibrated.card.weights_sha256 == ""
+    assert calibrated.card.calibration["method"] == "temperature"
+    for name, tensor in state.state_dict().items():
+        assert torch.equal(calibrated.state_dict()[name], tensor)
+
+
 def test_calibrated_scores_reach_every_front_end(tmp_path):
     spec = {"method": "temperature", "temperature": 3.0, "raw_threshold": 0.5}
     raw = tiny_model(tmp_path / "raw.safetensors", 4, bias=2.0, scale=5.0)

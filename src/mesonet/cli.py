@@ -480,6 +480,7 @@ def calibrate_command(
     frames: FramesOption = 32,
     backend: BackendOption = "auto",
     limit: LimitOption = None,
+    trust_unverified: TrustOption = False,
 ) -> None:
     """Fit a model's calibration and verdict bands on validation data; store them in its card.
 
@@ -510,20 +511,24 @@ def calibrate_command(
             limits=_limits(limit, None, None),
             command=command,
             on_result=lambda _, total: progress.update(task, advance=1, total=total),
+            trust_unverified=trust_unverified,
         )
     if isinstance(fit.model, Ensemble) != (suffix == ".json"):
         kind = ".json (an ensemble card)" if isinstance(fit.model, Ensemble) else ".safetensors"
         raise typer.BadParameter(f"this model is written as {kind}", param_hint="--out")
+    unverified = bool(getattr(fit.model, "unverified", False))
     if isinstance(fit.model, Ensemble):
         save_ensemble(fit.card, out_file)
     else:
-        save_model(fit.model, out_file, fit.card)
+        # unverified weights stay unverified: a new digest would vouch for what nobody checked
+        save_model(fit.model, out_file, fit.card, digest=not unverified)
     lo, hi = fit.card.verdict_bands["uncertain"]
     out.print(
         f"{fit.card.name}: {method} on {fit.n} faces of {data}: ECE {fit.ece_before:.4f} -> "
         f"{fit.ece_after:.4f}, Brier {fit.brier_before:.4f} -> {fit.brier_after:.4f}; "
         f"threshold {fit.card.threshold:.4f}; uncertain from {lo:.3f} to {hi:.3f}; "
-        f"wrote {out_file}",
+        f"wrote {out_file}"
+        + (" (unverified as its input: load it with --trust-unverified)" if unverified else ""),
         highlight=False,
         soft_wrap=True,
     )

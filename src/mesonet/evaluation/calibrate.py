@@ -89,13 +89,18 @@ def calibrate_model(
     limits: Limits | None = None,
     command: str = "",
     on_result: Callable[[MediaResult, int], None] | None = None,
+    trust_unverified: bool = False,
 ) -> CalibrationFit:
-    """Fit ``method`` on the labelled folder ``data``; see the module docstring."""
+    """Fit ``method`` on the labelled folder ``data``; see the module docstring.
+
+    ``trust_unverified`` loads weights whose card carries no sha256 (refused otherwise); the
+    fit's model then stays marked unverified (``fit.model.unverified``).
+    """
     if method not in CALIBRATION_METHODS:
         raise MesonetError(
             f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}"
         )
-    loaded = load_model(model)
+    loaded = load_model(model, trust_unverified=trust_unverified)
     card = copy.deepcopy(loaded.card)
     detector = Detector(loaded, faces=faces, frames=frames, backend=backend)
     z, y = collect_face_logits(detector, data, limits, on_result)

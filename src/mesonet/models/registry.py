@@ -68,14 +68,19 @@ def default_model_name() -> str | None:
     return next(iter(names), None)
 
 
-def save_model(model: MesoNet, path: str | Path, card: ModelCard) -> ModelCard:
+def save_model(
+    model: MesoNet, path: str | Path, card: ModelCard, *, digest: bool = True
+) -> ModelCard:
     """Write ``model``'s weights and ``card`` (with a fresh digest) to a safetensors file.
 
-    The write is atomic: a crash leaves either the old file or the new one.
+    ``digest=False`` writes the card without a sha256, so the file stays unverified (loaded
+    only with ``trust_unverified``): for weights that were unverified when read, whose trust a
+    rewrite must not vouch for. The write is atomic: a crash leaves either the old file or the
+    new one.
     """
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     card.arch = model.arch
-    card.weights_sha256 = tensors_sha256(state)
+    card.weights_sha256 = tensors_sha256(state) if digest else ""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
