@@ -8,7 +8,14 @@ from safetensors.torch import load_file, save_file
 
 import mesonet
 from mesonet.errors import ModelError
-from mesonet.models import ModelCard, create_model, load_model, read_card, save_model
+from mesonet.models import (
+    ModelCard,
+    create_model,
+    load_model,
+    read_card,
+    save_model,
+    widen_meso4,
+)
 from mesonet.models.registry import CARD_KEY
 
 
@@ -19,9 +26,10 @@ def trainable(model: torch.nn.Module) -> int:
 def test_parameter_counts_match_the_authors_models():
     assert trainable(create_model("meso4")) == 27_977
     assert trainable(create_model("mesoinception4")) == 28_615
+    assert trainable(create_model("meso4w")) == 107_681  # ours: twice Meso-4's width
 
 
-@pytest.mark.parametrize("arch", ["meso4", "mesoinception4"])
+@pytest.mark.parametrize("arch", ["meso4", "mesoinception4", "meso4w"])
 def test_forward_maps_a_batch_to_fake_probabilities(arch):
     model = create_model(arch).eval()
     with torch.inference_mode():
@@ -29,6 +37,26 @@ def test_forward_maps_a_batch_to_fake_probabilities(arch):
         logits = model.logits(torch.rand(3, 3, 256, 256))
     assert probs.shape == (3,) and logits.shape == (3,)
     assert torch.all((probs >= 0) & (probs <= 1))
+
+
+def test_widening_meso4_keeps_its_outputs_and_noise_moves_them_a_little(tmp_path):
+    torch.manual_seed(3)
+    narrow = create_model("meso4")
+    narrow.train()
+    narrow(torch.rand(8, 3, 256, 256))  # batch-norm statistics that are not the defaults
+    narrow.eval()
+    wide = widen_meso4(narrow)
+    assert wide.arch == "meso4w" and not wide.training
+    x = torch.rand(4, 3, 256, 256)
+    with torch.inference_mode():
+        torch.testing.assert_close(wide.logits(x), narrow.logits(x), atol=1e-4, rtol=1e-4)
+        jittered = widen_meso4(narrow, noise=0.05).logits(x)
+    assert 0 < float((jittered - narrow.logits(x)).abs().max()) < 1.0
+    # a widened model saves and loads like any other
+    path = tmp_path / "w.safetensors"
+    save_model(wide, path, ModelCard(name="meso4w.test", arch="meso4w"))
+    with torch.inference_mode():
+        torch.testing.assert_close(load_model(path).logits(x), wide.logits(x))
 
 
 def test_unknown_architecture_is_a_clear_error():

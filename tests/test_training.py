@@ -446,6 +446,12 @@ def test_init_from_the_authors_weights(keras_weights: Path) -> None:
         assert torch.equal(model.state_dict()[key], value), key
     with pytest.raises(Exception, match="meso4"):
         initial_model(TrainConfig(arch="mesoinception4", init=str(h5)))
+    # a meso4w starts from Meso-4 weights widened: the same outputs, up to 1% weight noise
+    wide = initial_model(TrainConfig(arch="meso4w", init=str(h5))).eval()
+    x = torch.rand(4, 3, 256, 256)
+    with torch.inference_mode():
+        gap = (wide.logits(x) - reference.logits(x)).abs().max()
+    assert wide.arch == "meso4w" and float(gap) < 0.5
 
 
 def test_cli_train_runs_and_refuses_bad_data(tiny_data: Path, tmp_path: Path) -> None:

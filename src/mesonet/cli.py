@@ -612,7 +612,11 @@ def train_command(
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option(help="meso4 (default) or mesoinception4.", metavar="ARCH"),
+        typer.Option(
+            help="meso4 (default), mesoinception4, or meso4w (Meso-4 twice as wide after its "
+            "first block; --init with Meso-4 weights widens them, same outputs).",
+            metavar="ARCH",
+        ),
     ] = None,
     config_file: Annotated[
         Path | None,

@@ -2,7 +2,7 @@
 
 from mesonet.models.card import ModelCard
 from mesonet.models.ensemble import Ensemble
-from mesonet.models.meso4 import Meso4, MesoNet
+from mesonet.models.meso4 import Meso4, Meso4W, MesoNet, widen_meso4
 from mesonet.models.mesoinception4 import MesoInception4
 from mesonet.models.registry import (
     ARCHITECTURES,
@@ -20,6 +20,7 @@ __all__ = [
     "ARCHITECTURES",
     "Ensemble",
     "Meso4",
+    "Meso4W",
     "MesoInception4",
     "MesoNet",
     "ModelCard",
@@ -31,4 +32,5 @@ __all__ = [
     "read_card",
     "save_ensemble",
     "save_model",
+    "widen_meso4",
 ]

@@ -19,17 +19,21 @@ from safetensors.torch import load_file, save_file
 from mesonet.errors import ModelError
 from mesonet.models.card import ENSEMBLE_ARCH, MAX_CARD_BYTES, ModelCard, tensors_sha256
 from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
-from mesonet.models.meso4 import Meso4, MesoNet
+from mesonet.models.meso4 import Meso4, Meso4W, MesoNet
 from mesonet.models.mesoinception4 import MesoInception4
 
-ARCHITECTURES: dict[str, type[MesoNet]] = {"meso4": Meso4, "mesoinception4": MesoInception4}
+ARCHITECTURES: dict[str, type[MesoNet]] = {
+    "meso4": Meso4,
+    "mesoinception4": MesoInception4,
+    "meso4w": Meso4W,
+}
 CARD_KEY = "model_card"
 WEIGHTS_SUFFIX = ".safetensors"
 ENSEMBLE_SUFFIX = ".json"
 
 
 def create_model(arch: str) -> MesoNet:
-    """A freshly initialised model of ``arch`` ('meso4' or 'mesoinception4'), in train mode."""
+    """A freshly initialised model of ``arch`` (a key of ``ARCHITECTURES``), in train mode."""
     try:
         return ARCHITECTURES[arch]()
     except KeyError:

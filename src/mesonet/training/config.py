@@ -16,7 +16,7 @@ from typing import Any
 
 from mesonet.training.errors import TrainingError
 
-ARCHS = ("meso4", "mesoinception4")
+ARCHS = ("meso4", "mesoinception4", "meso4w")
 LOSSES = ("bce", "mse")
 BALANCES = ("weight", "sampler", "none")
 AUGMENTS = ("none", "flip", "light", "paper", "standard", "strong")

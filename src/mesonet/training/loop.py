@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from mesonet.evaluation import best_threshold, compute_metrics, plot_training_curves
-from mesonet.models import ModelCard, create_model, load_model, save_model
+from mesonet.models import ModelCard, create_model, load_model, save_model, widen_meso4
 from mesonet.models.meso4 import MesoNet
 from mesonet.training.augment import build_augment
 from mesonet.training.config import TrainConfig, from_mapping
@@ -242,7 +242,8 @@ def initial_model(config: TrainConfig) -> MesoNet:
     """A fresh model of ``config.arch``, holding ``config.init``'s weights when given.
 
     ``init`` may be the authors' Keras ``.h5`` (converted to fake-probability output), a
-    ``.safetensors`` file or a bundled model name.
+    ``.safetensors`` file or a bundled model name. Meso-4 weights start a ``meso4w`` by
+    function-preserving widening (:func:`mesonet.models.widen_meso4`, 1% noise).
     """
     model = create_model(config.arch)
     if not config.init:
@@ -250,9 +251,12 @@ def initial_model(config: TrainConfig) -> MesoNet:
     if config.init.lower().endswith(".h5"):
         from mesonet.keras_import import convert_keras_weights
 
-        source = convert_keras_weights(config.init, arch=config.arch)
+        # the authors' files hold Meso-4 or MesoInception-4; a meso4w widens the Meso-4
+        source = convert_keras_weights(config.init, arch=config.arch.replace("meso4w", "meso4"))
     else:
         source = load_model(config.init)
+    if source.arch == "meso4" and config.arch == "meso4w":
+        source = widen_meso4(source, noise=0.01, seed=config.seed)
     if source.arch != config.arch:
         raise TrainingError(
             f"--init {config.init} holds {source.arch} weights but arch is {config.arch}"
