@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mesonet.faces import (
+    CachingDetector,
     Face,
     FaceDetector,
     MTCNNDetector,
@@ -281,3 +282,24 @@ def test_tracks_one_to_one() -> None:
     """Two faces close to one track: only the best match inherits it."""
     frames = [[_face(100, 100)], [_face(105, 100), _face(120, 100)]]
     assert assign_tracks(frames) == [[0], [0, 1]]
+
+
+def test_caching_detector_searches_each_distinct_image_once() -> None:
+    class Counting:
+        def __init__(self) -> None:
+            self.seen = 0
+
+        def detect(self, images):
+            self.seen += len(images)
+            return [[Face((float(im[0, 0, 0]), 0.0, 4.0, 4.0), (), 0.9)] for im in images]
+
+    inner = Counting()
+    cached = CachingDetector(inner)
+    a, b = np.full((8, 8, 3), 1, np.uint8), np.full((8, 8, 3), 2, np.uint8)
+    first = cached.detect([a, b, a.copy()])
+    assert inner.seen == 2 and [f[0].box[0] for f in first] == [1.0, 2.0, 1.0]
+    again = cached.detect([b.copy(), a])  # decoded again: the same pixels, other arrays
+    assert inner.seen == 2 and [f[0].box[0] for f in again] == [2.0, 1.0]
+    # same bytes, other shape: another image
+    cached.detect([np.full((4, 16, 3), 1, np.uint8)])
+    assert inner.seen == 3

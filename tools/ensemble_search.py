@@ -21,7 +21,6 @@ only. Those rows are printed again, sorted by the minimum over every set.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import sys
@@ -33,29 +32,13 @@ from sklearn.metrics import roc_auc_score
 
 from mesonet.evaluation.runner import evaluate
 from mesonet.faces.align import crop_whole
-from mesonet.faces.detector import Face, FaceDetector
+from mesonet.faces.detector import CachingDetector
 from mesonet.media import read_image
 from mesonet.models import load_model, save_ensemble
 from mesonet.models.calibration import calibrate_logits
 from mesonet.models.ensemble import ensemble_card
 from mesonet.pipeline import Detector
 from mesonet.training.data import find_holdout
-
-
-class CachedDetector:
-    """A face detector that remembers its answer for each frame it has seen (by content)."""
-
-    def __init__(self, inner: FaceDetector) -> None:
-        self.inner = inner
-        self.cache: dict[bytes, list[Face]] = {}
-
-    def detect(self, images: list[np.ndarray]) -> list[list[Face]]:
-        keys = [hashlib.blake2b(im.tobytes(), digest_size=16).digest() for im in images]
-        todo = [i for i, k in enumerate(keys) if k not in self.cache]
-        if todo:
-            found = self.inner.detect([images[i] for i in todo])
-            self.cache.update({keys[i]: faces for i, faces in zip(todo, found, strict=True)})
-        return [list(self.cache[k]) for k in keys]
 
 
 def _images(folder: str, limit: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -131,7 +114,7 @@ def video_rows(rows: list, models: dict, video: str, cards: Path) -> None:
     name, folder = video.split("=", 1)
     cards.mkdir(parents=True, exist_ok=True)
     first = next(iter(models))
-    shared = CachedDetector(Detector(first, faces="detect").video_face_detector)
+    shared = CachingDetector(Detector(first, faces="detect").video_face_detector)
     measured = []
     for index, (_, members, w, aucs) in enumerate(rows):
         card = ensemble_card(f"search-{index}", [models[m] for m in members], list(w))

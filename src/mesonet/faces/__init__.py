@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from mesonet.faces.align import DEFAULT_MARGIN, align_face, crop_whole, eye_angle
-from mesonet.faces.detector import LANDMARK_NAMES, Face, FaceDetector
+from mesonet.faces.detector import LANDMARK_NAMES, CachingDetector, Face, FaceDetector
 from mesonet.faces.mtcnn import MTCNNDetector
 from mesonet.faces.tracking import assign_tracks, box_iou
 
 __all__ = [
     "DEFAULT_MARGIN",
+    "CachingDetector",
     "DETECTORS",
     "LANDMARK_NAMES",
     "Face",

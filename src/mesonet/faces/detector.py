@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["LANDMARK_NAMES", "Face", "FaceDetector"]
+__all__ = ["LANDMARK_NAMES", "CachingDetector", "Face", "FaceDetector"]
 
 LANDMARK_NAMES: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 """Order of :attr:`Face.landmarks`. "Left" is the image's left (the subject's right)."""
@@ -58,3 +59,32 @@ class FaceDetector(Protocol):
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Return the faces of each image, most confident first, in its own pixels."""
         ...
+
+
+class CachingDetector:
+    """A :class:`FaceDetector` that remembers its answer for each image it has seen.
+
+    Images are known by their content (a hash of their pixels), so the same video frames
+    decoded again by another :class:`~mesonet.pipeline.Detector` are not searched twice: for
+    scoring one set of videos with several models (``tools/ensemble_search.py``). The cache
+    grows with every new image (a few hundred bytes each) and is never emptied.
+    """
+
+    def __init__(self, inner: FaceDetector) -> None:
+        self.inner = inner
+        self.cache: dict[bytes, list[Face]] = {}
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """The inner detector's faces, found once per distinct image."""
+        keys = [_digest(image) for image in images]
+        todo = {k: image for k, image in zip(keys, images, strict=True) if k not in self.cache}
+        if todo:
+            found = self.inner.detect(list(todo.values()))
+            self.cache.update(zip(todo, found, strict=True))
+        return [list(self.cache[k]) for k in keys]
+
+
+def _digest(image: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(repr((image.shape, image.dtype.str)).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(image).data)
+    return digest.digest()
