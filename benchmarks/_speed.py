@@ -38,8 +38,8 @@ def load_bench_model(arch: str = "meso4", name_or_path: str | None = None):
     for name in bundled_models():
         if name.startswith(arch + "."):
             return load_model(name), f"bundled {name}"
-    path = KERAS / "weights" / KERAS_FILES[arch]
-    if path.is_file():
+    path = KERAS / "weights" / KERAS_FILES.get(arch, "-")
+    if arch in KERAS_FILES and path.is_file():
         from mesonet.keras_import import convert_keras_weights
 
         return convert_keras_weights(path, arch=arch).eval(), f"authors' {path.name} (imported)"

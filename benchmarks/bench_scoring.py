@@ -9,6 +9,7 @@ precision: it must move by less than 0.002).
 
     python benchmarks/bench_scoring.py                      # Meso-4, batch 64
     python benchmarks/bench_scoring.py --arch both --auc --compile
+    python benchmarks/bench_scoring.py --arch all --no-keras    # with meso4w (issue 12: >= 300)
     python benchmarks/bench_scoring.py --ensemble meso4.dfdc+mesoinception4.df --no-keras
 
 ``--ensemble A+B`` adds a table: the ensemble's faces/s against each member alone, all on
@@ -137,7 +138,8 @@ def bench_arch(arch: str, args: argparse.Namespace) -> None:
         scorers[backend] = scorer
         runs.append((label, lambda s=scorer: s(crops), not backend.endswith("bf16")))
 
-    keras = None if args.no_keras else keras_rate(arch, args.batch, args.repeats)
+    in_keras = arch in ("meso4", "mesoinception4")  # the authors' code has no meso4w
+    keras = keras_rate(arch, args.batch, args.repeats) if in_keras and not args.no_keras else None
     results = []
     for label, fn, exact in runs:
         rate = timed(fn, args.batch, repeats=args.repeats)
@@ -221,7 +223,12 @@ def bench_ensemble(names: str, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="meso4", choices=("meso4", "mesoinception4", "both"))
+    parser.add_argument(
+        "--arch",
+        default="meso4",
+        choices=("meso4", "mesoinception4", "meso4w", "both", "all"),
+        help="both: the paper's two; all: also meso4w (ours, no Keras row)",
+    )
     parser.add_argument("--model", help="weights to use (bundled name or .safetensors)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
@@ -240,7 +247,10 @@ def main() -> None:
         args.model_arch = read_card(resolve_model_path(args.model)).arch
     print(machine_note())
     watch = CpuWatch()
-    archs = ("meso4", "mesoinception4") if args.arch == "both" else (args.arch,)
+    archs = {
+        "both": ("meso4", "mesoinception4"),
+        "all": ("meso4", "mesoinception4", "meso4w"),
+    }.get(args.arch, (args.arch,))
     for arch in archs if not args.only_ensemble else ():
         bench_arch(arch, args)
     if args.ensemble:
