@@ -118,6 +118,8 @@ def video_rows(rows: list, models: dict, video: str, cards: Path) -> None:
     measured = []
     for index, (_, members, w, aucs) in enumerate(rows):
         card = ensemble_card(f"search-{index}", [models[m] for m in members], list(w))
+        for member, spec in zip(card.members, members, strict=True):
+            member["model"] = spec  # the name or path given, so files load too
         path = cards / f"search-{index}.json"
         save_ensemble(card, path)
         detector = Detector(str(path), faces="detect", face_detector=shared)
