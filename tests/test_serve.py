@@ -143,8 +143,10 @@ def test_models_lists_the_bundled_models_and_a_request_picks_one(client, face_me
     assert {card["name"] for card in models["bundled"]} == set(bundled_models())
     assert models["default"] in bundled_models()
     served = models["serving"]["name"]
-    other = next(name for name in bundled_models() if name != served)
-    for model in (other, f"{served}+{other}"):
+    single = {n: p for n, p in bundled_models().items() if p.suffix == ".safetensors"}
+    other = next(name for name in single if name != served)
+    ensembles = [name for name, path in bundled_models().items() if path.suffix == ".json"]
+    for model in (other, f"{served}+{other}", *ensembles):
         response = post(client, face_media["image"], data={"model": model})
         assert response.status_code == 200, response.text
         expected = Detector(model).predict(face_media["image"]).to_dict()
@@ -210,6 +212,17 @@ def test_corrupt_media_is_422_with_the_record_error(client, face_media, tmp_path
 )
 def test_bad_form_values_are_422(client, face_media, uploads, field, value, word):
     assert_error(post(client, face_media["image"], data={field: value}), 422, word, value)
+
+
+def test_an_ensemble_inside_an_ensemble_is_422(client, face_media, uploads):
+    from mesonet.models import bundled_models
+
+    ensembles = [name for name, path in bundled_models().items() if path.suffix == ".json"]
+    if not ensembles:
+        pytest.skip("no bundled ensemble card")
+    value = f"meso4.df+{ensembles[0]}"
+    detail = assert_error(post(client, face_media["image"], data={"model": value}), 422, value)
+    assert "cannot be a member of another ensemble" in detail
 
 
 def test_bad_requests_are_json(client, face_media, uploads):

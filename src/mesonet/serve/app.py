@@ -154,6 +154,13 @@ def check_model_name(value: str) -> str:
             f"model must be a bundled model ({', '.join(names) or 'none'}) or bundled names "
             f"joined by +, not {value[:100]!r}",
         )
+    nested = [p for p in parts if names[p].suffix == ".json"] if len(parts) > 1 else []
+    if nested:
+        raise ServiceError(
+            422,
+            f"model {value[:100]!r}: {', '.join(nested)} is an ensemble and cannot be a "
+            "member of another ensemble; name it alone",
+        )
     return "+".join(parts)
 
 
