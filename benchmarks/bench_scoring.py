@@ -200,7 +200,10 @@ def bench_ensemble(names: str, args: argparse.Namespace) -> None:
     """An ensemble's cost against each of its members alone, same crops, same engine."""
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, size=(args.batch, 256, 256, 3), dtype=np.uint8)
-    members = names.split("+")
+    if "+" in names:
+        members = names.split("+")
+    else:  # an ensemble card: its members are named in it
+        members = [m.card.name for m in getattr(load_model(names), "members", [])] or [names]
     rows, rates = [], {}
     for name in [*members, names]:
         scorer = create_model_scorer(load_model(name), args.backend, args.batch, args.threads)
