@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _speed import (  # noqa: E402
     DFDC,
+    KERAS_FILES,
     REPO,
     TF_PYTHON,
     CpuWatch,
@@ -138,7 +139,7 @@ def bench_arch(arch: str, args: argparse.Namespace) -> None:
         scorers[backend] = scorer
         runs.append((label, lambda s=scorer: s(crops), not backend.endswith("bf16")))
 
-    in_keras = arch in ("meso4", "mesoinception4")  # the authors' code has no meso4w
+    in_keras = arch in KERAS_FILES  # the authors' code has no meso4w
     keras = keras_rate(arch, args.batch, args.repeats) if in_keras and not args.no_keras else None
     results = []
     for label, fn, exact in runs:

@@ -100,9 +100,7 @@ def main() -> None:
                 rows.append((min(aucs.values()), members, w, aucs))
     rows.sort(key=lambda r: -r[0])
     for low, members, w, aucs in rows[: args.top]:
-        combo = " + ".join(f"{wi:.2f}*{m}" for wi, m in zip(w, members, strict=True))
-        per = ", ".join(f"{s} {a:.4f}" for s, a in aucs.items())
-        print(f"min {low:.4f} | {combo} | {per}")
+        print(_row_text(low, members, w, aucs))
     single = {m: next(r[3] for r in rows if r[1] == (m,)) for m in names}
     print(json.dumps({"single": single}, indent=1), flush=True)
     if args.video:
@@ -130,9 +128,13 @@ def video_rows(rows: list, models: dict, video: str, cards: Path) -> None:
     measured.sort(key=lambda r: -r[0])
     print(f"rows measured on {name} (sorted by the minimum over every set):")
     for low, members, w, aucs, path in measured:
-        combo = " + ".join(f"{wi:.2f}*{m}" for wi, m in zip(w, members, strict=True))
-        per = ", ".join(f"{s} {a:.4f}" for s, a in aucs.items())
-        print(f"min {low:.4f} | {combo} | {per} | {path}", flush=True)
+        print(f"{_row_text(low, members, w, aucs)} | {path}", flush=True)
+
+
+def _row_text(low: float, members: tuple, w: tuple, aucs: dict[str, float]) -> str:
+    combo = " + ".join(f"{wi:.2f}*{m}" for wi, m in zip(w, members, strict=True))
+    per = ", ".join(f"{s} {a:.4f}" for s, a in aucs.items())
+    return f"min {low:.4f} | {combo} | {per}"
 
 
 if __name__ == "__main__":

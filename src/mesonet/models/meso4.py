@@ -112,12 +112,9 @@ def widen_meso4(source: Meso4, noise: float = 0.0, seed: int = 0) -> Meso4W:
     """
     target = Meso4W().eval()
     generator = torch.Generator().manual_seed(seed)
-    old_convs = [block[0] for block in source.features]
-    new_convs = [block[0] for block in target.features]
     in_map = torch.arange(3)
-    for block_old, block_new, old, new in zip(
-        source.features, target.features, old_convs, new_convs, strict=True
-    ):
+    for block_old, block_new in zip(source.features, target.features, strict=True):
+        old, new = block_old[0], block_new[0]
         out_map = torch.arange(new.out_channels) % old.out_channels
         counts = torch.bincount(in_map, minlength=old.in_channels).float()
         weight = old.weight[out_map][:, in_map] / counts[in_map].view(1, -1, 1, 1)
@@ -128,7 +125,7 @@ def widen_meso4(source: Meso4, noise: float = 0.0, seed: int = 0) -> Meso4W:
             getattr(bn_new, name).copy_(getattr(bn_old, name)[out_map])
         in_map = out_map
     # the head flattens channels-last 8 x 8 x C features: feature (p, c) = p * C + c
-    channels_old, channels_new = old_convs[-1].out_channels, new_convs[-1].out_channels
+    channels_old, channels_new = old.out_channels, new.out_channels
     positions = torch.arange(64).repeat_interleave(channels_new)
     feature_map = positions * channels_old + in_map.repeat(64)
     dense_old, dense_new = source.head[1], target.head[1]

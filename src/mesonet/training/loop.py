@@ -252,7 +252,8 @@ def initial_model(config: TrainConfig) -> MesoNet:
         from mesonet.keras_import import convert_keras_weights
 
         # the authors' files hold Meso-4 or MesoInception-4; a meso4w widens the Meso-4
-        source = convert_keras_weights(config.init, arch=config.arch.replace("meso4w", "meso4"))
+        widened = config.arch == "meso4w"
+        source = convert_keras_weights(config.init, arch="meso4" if widened else config.arch)
     else:
         source = load_model(config.init)
     if source.arch == "meso4" and config.arch == "meso4w":
