@@ -38,6 +38,7 @@ from mesonet.training import (
     resolve_config,
     train,
 )
+from mesonet.training.augment import VideoCompression, h264_roundtrip
 from mesonet.training.data import FaceDataset, to_model_input
 
 # One thread and no workers keep the tests light on a shared 2-core machine.
@@ -335,6 +336,37 @@ def test_dataset_batches_are_model_input(tiny_data: Path) -> None:
     dataset.reseed(5)
     assert np.array_equal(first, dataset[0][0])
     assert build_augment("none") is None
+
+
+def test_h264_roundtrip_leaves_codec_artefacts_that_grow_with_the_quantiser() -> None:
+    rng = np.random.default_rng(0)
+    image = cv2.resize(_image(rng, fake=True), (256, 256), interpolation=cv2.INTER_CUBIC)
+    errors = []
+    for qp in (10, 30, 50):
+        out = h264_roundtrip(image, qp)
+        assert out.shape == image.shape and out.dtype == np.uint8
+        errors.append(float(np.abs(out.astype(int) - image).mean()))
+    assert 0 < errors[0] < errors[1] < errors[2], errors
+    # at a third of the size (as a small face in a frame) detail is lost on top of the codec's
+    assert float(np.abs(h264_roundtrip(image, 30, 0.35).astype(int) - image).mean()) > errors[1]
+    odd = h264_roundtrip(image[:101, :77], 30, 0.5)  # odd sides: encoded at even ones
+    assert odd.shape == (101, 77, 3)
+
+
+def test_video_augment_reencodes_and_is_seeded() -> None:
+    image = cv2.resize(_image(np.random.default_rng(1), fake=False), (256, 256))
+    step = VideoCompression(qp_range=(40, 40), p=1.0)
+    step.set_random_seed(3)
+    first = step(image=image)["image"]
+    step.set_random_seed(3)
+    assert np.array_equal(first, step(image=image)["image"])
+    assert not np.array_equal(first, image)
+    video = build_augment("video")
+    assert any(
+        isinstance(t, VideoCompression)
+        for s in video.transforms
+        for t in getattr(s, "transforms", [])
+    )
 
 
 # --------------------------------------------------------------------------- training

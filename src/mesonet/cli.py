@@ -579,7 +579,7 @@ def train_command(
             help="One or more datasets: a folder with train/ and validation/ (or val/), each "
             "holding real/ and fake/ (or df/); one folder with real/ and fake/ (split by "
             "val_fraction); or a .zip of either. Several: each epoch draws from them by "
-            "--weights, not by size. Without DATA, the --config file's [[sources]] are used.",
+            "--weights, not by size. Without DATA, the --config file's [\\[sources]] are used.",
             show_default=False,
             metavar="DATA",
         ),
@@ -659,7 +659,10 @@ def train_command(
     augment: Annotated[
         str | None,
         typer.Option(
-            help="none, flip, light, standard or strong.",
+            help=(
+                "none, flip, light, paper, standard (default), video (standard plus H.264 "
+                "re-encoding) or strong."
+            ),
             metavar="LEVEL",
         ),
     ] = None,

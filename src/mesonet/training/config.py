@@ -19,7 +19,7 @@ from mesonet.training.errors import TrainingError
 ARCHS = ("meso4", "mesoinception4", "meso4w")
 LOSSES = ("bce", "mse")
 BALANCES = ("weight", "sampler", "none")
-AUGMENTS = ("none", "flip", "light", "paper", "standard", "strong")
+AUGMENTS = ("none", "flip", "light", "paper", "standard", "video", "strong")
 PRECISIONS = ("fp32", "bf16")
 THRESHOLD_RULES = ("youden", "eer", "accuracy")
 SCHEDULES = ("plateau", "step")
