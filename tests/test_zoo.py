@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mesonet.cli import app
 from mesonet.errors import ModelError
-from mesonet.evaluation.metrics import brier_score, expected_calibration_error
+from mesonet.evaluation.metrics import best_threshold, brier_score, expected_calibration_error
 from mesonet.evaluation.runner import evaluate
 from mesonet.models import (
     Ensemble,
@@ -199,6 +199,41 @@ def test_calibrate_command_lowers_ece_on_its_set_and_stores_it_in_the_card(tmp_p
     assert load_model(iso).card.calibration["method"] == "isotonic"
     bad = runner.invoke(app, ["calibrate", model, str(data), "--out", str(tmp_path / "x.txt")])
     assert bad.exit_code == 2 and ".safetensors" in bad.output
+
+
+def test_calibrate_threshold_rule_chooses_the_threshold_on_the_data(tmp_path):
+    model = tiny_model(tmp_path / "m.safetensors", 3, bias=2.0, scale=20.0, threshold=0.99)
+    data = tmp_path / "val"
+    labelled_noise(data)
+    # the model's own logits and labels, face by face, as the rule should see them
+    detector = Detector(model, faces="none")
+    z, y = [], []
+    for label in ("real", "fake"):
+        for path in sorted((data / label).iterdir()):
+            z.append(float(logit([detector.predict(path).fake_probability])[0]))
+            y.append(int(label == "fake"))
+    expected = float(sigmoid(best_threshold(y, z, "youden")))
+    out = tmp_path / "cal.safetensors"
+    argv = ["calibrate", model, str(data), "--faces", "none", "--out", str(out)]
+    result = runner.invoke(app, [*argv, "--threshold-rule", "youden"])
+    assert result.exit_code == 0, result.output
+    card = load_model(out).card
+    spec = card.calibration
+    assert spec["threshold_rule"] == "youden"
+    assert spec["raw_threshold"] == pytest.approx(expected, abs=2e-3) and expected != 0.99
+    assert card.threshold == pytest.approx(
+        float(sigmoid(logit([spec["raw_threshold"]]) / spec["temperature"])[0]), abs=1e-6
+    )
+    # the labels are now those of the rule's ROC point: at least as good a TPR - FPR
+    z_, y_ = np.asarray(z), np.asarray(y)
+
+    def youden(t: float) -> float:
+        called = z_ >= float(logit([t])[0])
+        return called[y_ == 1].mean() - called[y_ == 0].mean()
+
+    assert youden(spec["raw_threshold"]) >= youden(0.99)
+    bad = runner.invoke(app, [*argv, "--threshold-rule", "median"])
+    assert bad.exit_code != 0 and "youden" in str(bad.exception or bad.output)
 
 
 def test_calibrate_trusts_unverified_weights_only_when_asked_and_keeps_them_unverified(tmp_path):

@@ -91,6 +91,12 @@ def main() -> None:
     )
     parser.add_argument("--method", default="temperature", help="temperature or isotonic")
     parser.add_argument(
+        "--threshold-rule",
+        choices=("youden", "eer", "accuracy"),
+        help="choose the threshold on the calibration data by this rule (default: keep the "
+        "model's own, mapped through the calibration)",
+    )
+    parser.add_argument(
         "--no-calibrate", action="store_true", help="keep the model's calibration as it is"
     )
     parser.add_argument("--only", nargs="*", default=[], help="measure only these sets")
@@ -129,6 +135,7 @@ def main() -> None:
             calibration_command = (
                 f"mesonet calibrate MODEL {shown} --faces {args.calibrate_faces} "
                 f"--method {args.method}"
+                + (f" --threshold-rule {args.threshold_rule}" if args.threshold_rule else "")
             )
             fit = calibrate_model(
                 source,
@@ -136,6 +143,7 @@ def main() -> None:
                 method=args.method,
                 faces=args.calibrate_faces,
                 command=calibration_command,
+                threshold_rule=args.threshold_rule,
             )
             model = fit.model
             print(
@@ -194,12 +202,17 @@ def _calibration_lines(card) -> list[str]:
         if c["method"] == "temperature"
         else f"isotonic regression ({len(c['x'])} points)"
     )
+    chosen = (
+        f"chosen there by the {c['threshold_rule']} rule"
+        if c.get("threshold_rule")
+        else "the model's own"
+    )
     lines = [
         f"- Calibration: {how}, fitted on {c.get('n')} face scores of `{c.get('data')}` "
         f"(`--faces {c.get('faces')}`); expected calibration error there "
         f"{c.get('ece_before', 0):.4f} -> {c.get('ece_after', 0):.4f}, Brier "
         f"{c.get('brier_before', 0):.4f} -> {c.get('brier_after', 0):.4f}. The threshold "
-        f"{c.get('raw_threshold', 0.5):.4f} on the uncalibrated score becomes "
+        f"{c.get('raw_threshold', 0.5):.4f} on the uncalibrated score ({chosen}) becomes "
         f"{card.threshold:.4f} (same labels). Command: `{c.get('command', '')}`.",
     ]
     if b:

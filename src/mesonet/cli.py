@@ -481,6 +481,15 @@ def calibrate_command(
     backend: BackendOption = "auto",
     limit: LimitOption = None,
     trust_unverified: TrustOption = False,
+    threshold_rule: Annotated[
+        str | None,
+        typer.Option(
+            help="Choose a new threshold on DATA: youden (max TPR - FPR), eer (FPR = FNR) or "
+            "accuracy. Default: keep the model's (mapped through the calibration).",
+            metavar="RULE",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Fit a model's calibration and verdict bands on validation data; store them in its card.
 
@@ -512,6 +521,7 @@ def calibrate_command(
             command=command,
             on_result=lambda _, total: progress.update(task, advance=1, total=total),
             trust_unverified=trust_unverified,
+            threshold_rule=threshold_rule,
         )
     if isinstance(fit.model, Ensemble) != (suffix == ".json"):
         kind = ".json (an ensemble card)" if isinstance(fit.model, Ensemble) else ".safetensors"

@@ -3,10 +3,11 @@
 ``calibrate_model("meso4.df", "val/")`` scores every face of ``val/real`` and ``val/fake``
 with the model's uncalibrated output, fits temperature scaling (or isotonic regression),
 maps the card's threshold through the new map (so the labels stay those of the
-uncalibrated threshold), derives the verdict bands on the calibrated scores, and returns
-the updated card. Fitting works on face scores, each labelled as its file: one per image
-with ``faces="none"``, every detected face (and every video frame's) otherwise; they are
-what the calibration is applied to, before any video aggregation.
+uncalibrated threshold; with ``threshold_rule``, a new one is chosen on the same data),
+derives the verdict bands on the calibrated scores, and returns the updated card. Fitting
+works on face scores, each labelled as its file: one per image with ``faces="none"``, every
+detected face (and every video frame's) otherwise; they are what the calibration is applied
+to, before any video aggregation.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from mesonet.errors import MesonetError
-from mesonet.evaluation.metrics import brier_score, expected_calibration_error
+from mesonet.evaluation.metrics import (
+    ThresholdRule,
+    best_threshold,
+    brier_score,
+    expected_calibration_error,
+)
 from mesonet.evaluation.runner import collect_labelled
 from mesonet.inputs import Limits
 from mesonet.models import ModelCard, load_model
@@ -90,8 +96,13 @@ def calibrate_model(
     command: str = "",
     on_result: Callable[[MediaResult, int], None] | None = None,
     trust_unverified: bool = False,
+    threshold_rule: ThresholdRule | None = None,
 ) -> CalibrationFit:
     """Fit ``method`` on the labelled folder ``data``; see the module docstring.
+
+    ``threshold_rule`` (youden, eer or accuracy) replaces the card's threshold by the one the
+    rule picks on ``data``'s face scores, for a model whose threshold was never chosen on
+    data (an ad-hoc ensemble's is the mean of its members').
 
     ``trust_unverified`` loads weights whose card carries no sha256 (refused otherwise); the
     fit's model then stays marked unverified (``fit.model.unverified``).
@@ -99,6 +110,11 @@ def calibrate_model(
     if method not in CALIBRATION_METHODS:
         raise MesonetError(
             f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}"
+        )
+    if threshold_rule is not None and threshold_rule not in get_args(ThresholdRule):
+        raise MesonetError(
+            f"threshold rule must be one of {', '.join(get_args(ThresholdRule))}, "
+            f"not {threshold_rule!r}"
         )
     loaded = load_model(model, trust_unverified=trust_unverified)
     card = copy.deepcopy(loaded.card)
@@ -113,6 +129,8 @@ def calibrate_model(
     if previous and "raw_threshold" not in previous:
         raise MesonetError(f"{card.name}: its calibration does not record its raw threshold")
     raw_threshold = float(previous["raw_threshold"]) if previous else card.threshold
+    if threshold_rule is not None:  # chosen on the uncalibrated logits (no saturation)
+        raw_threshold = float(sigmoid(best_threshold(y, z, threshold_rule)))
     before = sigmoid(calibrate_logits(previous or None, z))
     if method == "temperature":
         spec: dict[str, Any] = {"method": "temperature", "temperature": fit_temperature(z, y)}
@@ -136,6 +154,7 @@ def calibrate_model(
     }
     spec.update(
         raw_threshold=round(raw_threshold, 6),
+        **({"threshold_rule": threshold_rule} if threshold_rule else {}),
         data=name,
         faces=faces,
         n=int(z.size),
