@@ -66,7 +66,7 @@ def list_models() -> list[ModelCard]:
 def default_model_name() -> str | None:
     """The model `predict`, `evaluate` and the API use when none is named."""
     names = bundled_models()
-    for preferred in ("meso4.mix", "meso4.dfdc"):
+    for preferred in ("ensemble.dfdc-f2f-paper", "meso4.mix", "meso4.dfdc"):
         if preferred in names:
             return preferred
     return next(iter(names), None)
