@@ -36,8 +36,9 @@ def _geometric(scale: float, rotate: float, p: float) -> A.BasicTransform:
 class VideoCompression(A.ImageOnlyTransform):
     """The face as a video codec leaves it: scaled to the size it has in a frame, encoded
     as H.264 (libx264, 4:2:0 chroma, a constant quantiser drawn from ``qp_range``), decoded
-    and scaled back. FaceForensics++ c40 is H.264 at quantiser about 40; faces in its frames
-    are roughly 80 to 250 px, hence the ``scale_range`` of a 256 px crop.
+    and scaled back. FaceForensics++ c40 is H.264 at quantisation parameter 40 (c23: 23),
+    hence ``qp_range``; a face in a frame is often smaller than the 256 px crop it is then
+    scaled to, hence ``scale_range``.
     """
 
     def __init__(
