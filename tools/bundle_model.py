@@ -31,9 +31,10 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import get_args
 
 from mesonet.evaluation.calibrate import calibrate_model
-from mesonet.evaluation.metrics import METRIC_KEYS
+from mesonet.evaluation.metrics import METRIC_KEYS, ThresholdRule
 from mesonet.evaluation.runner import evaluate
 from mesonet.keras_import import import_keras
 from mesonet.models import Ensemble, load_model, save_ensemble, save_model
@@ -92,7 +93,7 @@ def main() -> None:
     parser.add_argument("--method", default="temperature", help="temperature or isotonic")
     parser.add_argument(
         "--threshold-rule",
-        choices=("youden", "eer", "accuracy"),
+        choices=get_args(ThresholdRule),
         help="choose the threshold on the calibration data by this rule (default: keep the "
         "model's own, mapped through the calibration)",
     )

@@ -21,7 +21,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-FAKE, REAL = {"fake", "df"}, {"real"}
+from mesonet.evaluation.runner import CLASS_FOLDERS
 
 
 def read_scores(path: Path) -> dict[str, float]:
@@ -35,9 +35,12 @@ def read_scores(path: Path) -> dict[str, float]:
 
 
 def label_of(path: str) -> int | None:
-    """1 for a file under a fake/ (or df/) folder, 0 under real/, None otherwise."""
-    parts = {p.lower() for p in PurePath(path).parts[:-1]}
-    return 1 if parts & FAKE else 0 if parts & REAL else None
+    """The label ``mesonet evaluate`` gives a file: that of its innermost class folder
+    (real/ = 0, fake/ or df/ = 1), None outside them."""
+    for part in reversed(PurePath(path).parts[:-1]):
+        if part.lower() in CLASS_FOLDERS:
+            return CLASS_FOLDERS[part.lower()]
+    return None
 
 
 def paired_bootstrap(

@@ -147,10 +147,11 @@ def build_augment(
         ]
         if strong:
             transforms.append(A.GaussNoise(std_range=(0.01, 0.05), p=0.2))
-        jpeg = A.ImageCompression(quality_range=(30, 95), p=0.7 if strong else 0.5)
-        if strength == "video":
-            jpeg = A.OneOf([A.ImageCompression(quality_range=(30, 95)), VideoCompression()], p=0.7)
-        transforms.append(jpeg)
+        if strength == "video":  # JPEG or H.264, with equal odds
+            jpeg_or_h264 = [A.ImageCompression(quality_range=(30, 95)), VideoCompression()]
+            transforms.append(A.OneOf(jpeg_or_h264, p=0.7))
+        else:
+            transforms.append(A.ImageCompression(quality_range=(30, 95), p=0.7 if strong else 0.5))
     else:
         raise TrainingError(f"augment must be one of {', '.join(STRENGTHS)}, not {strength!r}")
     return A.Compose(first + transforms, seed=0)
