@@ -159,3 +159,21 @@ def test_metrics_table_keeps_group_names_whole_at_80_columns():
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     assert all(name in text for name in names)
+
+
+def test_video_sweep_tool_measures_each_setting(model_path, video_folder):
+    """tools/video_sweep.py: one JSON row per model and setting, by evaluate's own code."""
+    import subprocess
+    import sys
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "video_sweep.py"
+    args = [str(video_folder), "--model", str(model_path), "--frames", "4", "--threads", "1"]
+    args += ["--margin", "1.0", "--margin", "1.3", "--aggregate", "mean", "--aggregate", "vote"]
+    done = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    settings = [(r["margin"], r["aggregate"]) for r in rows]
+    assert settings == [(1.0, "mean"), (1.0, "vote"), (1.3, "mean"), (1.3, "vote")]
+    assert all(r["frames"] == 4 and r["model"] == str(model_path) for r in rows)
+    expected = evaluate(Detector(model_path, frames=4, margin=1.0), video_folder)["auc"]
+    assert rows[0]["auc"] == pytest.approx(expected, abs=1e-4)

@@ -365,3 +365,26 @@ def test_models_table_fits_80_columns_without_cutting_names():
     for name in bundled_models():
         assert any(name in line for line in lines), name
     assert "…" not in result.stdout
+
+
+def test_ensemble_search_flip_averages_a_crop_and_its_mirror() -> None:
+    """tools/ensemble_search.py --flip: the mean of the logits of a crop and its mirror."""
+    import importlib.util
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "ensemble_search.py"
+    spec = importlib.util.spec_from_file_location("ensemble_search", tool)
+    search = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(search)
+    model = load_model("meso4.dfdc")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    mirror = np.ascontiguousarray(image[:, ::-1])
+    plain = search._logits(model, [image, mirror])
+    flipped = search._logits(model, [image], flip=True)
+    assert plain[0] != pytest.approx(plain[1], abs=1e-3)  # the mirror scores differently
+    assert flipped[0] == pytest.approx(plain.mean(), abs=1e-4)
+    symmetric = np.concatenate([image[:, :128], image[:, :128][:, ::-1]], axis=1)
+    assert search._logits(model, [symmetric], flip=True)[0] == pytest.approx(
+        search._logits(model, [symmetric])[0], abs=1e-4
+    )

@@ -50,13 +50,17 @@ def _images(folder: str, limit: int, seed: int) -> tuple[list[np.ndarray], np.nd
 
 
 @torch.no_grad()
-def _logits(model, images: list[np.ndarray], batch: int = 128) -> np.ndarray:
+def _logits(model, images: list[np.ndarray], batch: int = 128, flip: bool = False) -> np.ndarray:
+    """Calibrated logits; with ``flip``, averaged over each crop and its mirror image."""
     resize = getattr(model.card, "resize", "auto")
     out = []
     for i in range(0, len(images), batch):
         crops = np.stack([crop_whole(im, 256, resize) for im in images[i : i + batch]])
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0)
-        out.append(model.logits(x).float().numpy())
+        logits = model.logits(x).float()
+        if flip:
+            logits = (logits + model.logits(x.flip(3)).float()) / 2
+        out.append(logits.numpy())
     return calibrate_logits(model.card.calibration, np.concatenate(out))
 
 
@@ -71,6 +75,12 @@ def main() -> None:
     parser.add_argument("--video", help="NAME=FOLDER of labelled videos")
     parser.add_argument("--video-top", type=int, default=8, help="rows measured on video")
     parser.add_argument("--cards", default="runs/ensemble-search", help="folder for cards")
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="image sets: average each model's logits over the crop and its mirror image "
+        "(test-time augmentation; the video rows are scored without it)",
+    )
     args = parser.parse_args()
     sets = dict(s.split("=", 1) for s in args.set)
     models = {m: load_model(m) for m in args.models}
@@ -79,7 +89,7 @@ def main() -> None:
     for name, folder in sets.items():
         images, labels[name] = _images(folder, args.max, args.seed)
         for m, model in models.items():
-            logits[m][name] = _logits(model, images)
+            logits[m][name] = _logits(model, images, flip=args.flip)
     steps = np.arange(0.0, 1.0 + 1e-9, args.grid)
     rows = []
     names = list(models)
