@@ -16,6 +16,9 @@ rows are sorted by the minimum AUC over the sets, the rule issue 12 picks the de
 as an ensemble card written to ``--cards``; MTCNN runs once per frame for all rows (its
 detections are cached by frame content), so each further row costs decoding and scoring
 only. Those rows are printed again, sorted by the minimum over every set.
+
+``--flip`` scores each image-set crop as is and mirrored and averages the two logits
+(test-time augmentation), to measure what that would gain.
 """
 
 from __future__ import annotations

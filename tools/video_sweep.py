@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from mesonet.aggregate import AGGREGATIONS
 from mesonet.evaluation.runner import evaluate
 from mesonet.faces.align import DEFAULT_MARGIN
 from mesonet.faces.detector import CachingDetector
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True, help="name or file")
     parser.add_argument("--margin", action="append", type=float, help="crop margins")
     parser.add_argument("--frames", action="append", type=int, help="frames per video")
-    parser.add_argument("--aggregate", action="append", help="mean, vote or confident")
+    parser.add_argument("--aggregate", action="append", choices=AGGREGATIONS, help="rules")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     args = parser.parse_args()
     if args.threads:
