@@ -43,8 +43,10 @@ class ModelCard:
     name: str
     arch: str
     description: str = ""
-    input_size: int = INPUT_SIZE
-    normalization: str = NORMALIZATION
+    input_size: int = INPUT_SIZE  # the network's input side, resized from the 256 px crop
+    normalization: str = NORMALIZATION  # in words; ``mean`` and ``std`` are what is applied
+    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # per RGB channel, [0, 1]
+    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     resize: str = "auto"  # how a whole image becomes the input (faces="none"): see RESIZE_MODES
     label_convention: str = LABEL_CONVENTION
     threshold: float = 0.5
@@ -99,6 +101,15 @@ class ModelCard:
             elif f.name == "input_size":
                 if not (type(value) is int and value > 0):
                     raise ValueError(f"input_size must be a positive integer, not {value!r}")
+            elif f.name in ("mean", "std"):
+                if not (
+                    isinstance(value, list)
+                    and len(value) == 3
+                    and all(_finite_number(v) for v in value)
+                    and (f.name == "mean" or all(v > 0 for v in value))
+                ):
+                    what = "positive" if f.name == "std" else "finite"
+                    raise ValueError(f"{f.name} must be a list of 3 {what} numbers, not {value!r}")
             elif f.name == "members":
                 if not isinstance(value, list):
                     raise ValueError(f"members must be a list, not {type(value).__name__}")
@@ -134,6 +145,19 @@ class ModelCard:
             raise ValueError(
                 f"resize must be one of {', '.join(RESIZE_MODES)}, not {self.resize!r}"
             )
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def normalization_text(mean: list[float], std: list[float]) -> str:
+    """The card's ``normalization`` in words for a model's ``mean`` and ``std``."""
+    if list(mean) == [0.0, 0.0, 0.0] and list(std) == [1.0, 1.0, 1.0]:
+        return NORMALIZATION
+    m = ", ".join(f"{v:.4f}" for v in mean)
+    d = ", ".join(f"{v:.4f}" for v in std)
+    return f"RGB, float32 in [0, 1] (pixel / 255), then (x - mean) / std with mean ({m}), std ({d})"
 
 
 def json_depth(text: str) -> int:

@@ -40,22 +40,79 @@ class MesoHead(nn.Sequential):
         return super().forward(x.permute(0, 2, 3, 1).flatten(1)).squeeze(1)
 
 
-class MesoNet(nn.Module):
-    """Shared shape of both MesoNets: a feature trunk and the Meso head.
+CROP_SIZE = 256
+"""Side of the face crops every model receives (the pipeline's aligned crop)."""
 
-    ``forward`` maps float32 RGB N x 3 x 256 x 256 in [0, 1] to N fake probabilities;
-    ``logits`` gives the pre-sigmoid scores (for training with a logit loss).
+
+class Preprocess(nn.Module):
+    """A model's own input from the pipeline's crop: resize, then ``(x - mean) / std``.
+
+    Takes float32 RGB N x 3 x H x W in [0, 1] (the pipeline gives 256 x 256) and returns
+    N x 3 x ``size`` x ``size``. Resizing is bilinear with antialiasing (area-like when
+    shrinking), skipped when the crop already has the size; mean 0 and std 1 skip the
+    normalisation, so MesoNet's graph is unchanged. No state: nothing enters the weights.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        mean: tuple[float, ...] = (0.0, 0.0, 0.0),
+        std: tuple[float, ...] = (1.0, 1.0, 1.0),
+    ) -> None:
+        super().__init__()
+        self.size = int(size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.register_buffer("_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = nn.functional.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", antialias=True
+            )
+        if self.mean != (0.0, 0.0, 0.0) or self.std != (1.0, 1.0, 1.0):
+            x = (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
+        return x
+
+
+class MesoNet(nn.Module):
+    """Shared shape of every network: preprocessing, a feature trunk and a head.
+
+    ``forward`` maps float32 RGB N x 3 x 256 x 256 in [0, 1] (the pipeline's crop) to N fake
+    probabilities; ``logits`` gives the pre-sigmoid scores (for training with a logit loss).
+    ``preprocess`` turns the crop into the network's own input (``input_size``, ``mean``,
+    ``std``, which the model card records); for the MesoNets it is the identity.
+    ``head_prefix`` names the state-dict keys of the classifier head (trained at the full
+    rate when the body's rate is scaled down).
     """
 
     arch: str = ""
+    input_sizes: tuple[int, ...] = (CROP_SIZE,)  # the input sizes the architecture accepts
+    default_input_size: int = CROP_SIZE
+    default_mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    default_std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    head_prefix: str = "head."
 
-    def __init__(self, features: nn.Module, head: MesoHead | None = None) -> None:
+    def __init__(
+        self,
+        features: nn.Module,
+        head: nn.Module | None = None,
+        preprocess: Preprocess | None = None,
+    ) -> None:
         super().__init__()
         self.features = features
         self.head = MesoHead() if head is None else head
+        self.preprocess = preprocess or Preprocess(
+            self.default_input_size, self.default_mean, self.default_std
+        )
+
+    @property
+    def input_size(self) -> int:
+        return self.preprocess.size
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.head(self.features(self.preprocess(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))

@@ -9,6 +9,7 @@ the weights, or a path): see :mod:`mesonet.models.ensemble`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -17,29 +18,63 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from mesonet.errors import ModelError
-from mesonet.models.card import ENSEMBLE_ARCH, MAX_CARD_BYTES, ModelCard, tensors_sha256
+from mesonet.models.card import (
+    ENSEMBLE_ARCH,
+    MAX_CARD_BYTES,
+    ModelCard,
+    normalization_text,
+    tensors_sha256,
+)
 from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
-from mesonet.models.meso4 import Meso4, Meso4W, MesoNet
+from mesonet.models.efficientnet import EfficientNetLite0
+from mesonet.models.meso4 import Meso4, Meso4W, MesoNet, Preprocess
 from mesonet.models.mesoinception4 import MesoInception4
 
 ARCHITECTURES: dict[str, type[MesoNet]] = {
     "meso4": Meso4,
     "mesoinception4": MesoInception4,
     "meso4w": Meso4W,
+    "efficientnet_lite0": EfficientNetLite0,
 }
 CARD_KEY = "model_card"
 WEIGHTS_SUFFIX = ".safetensors"
 ENSEMBLE_SUFFIX = ".json"
 
 
-def create_model(arch: str) -> MesoNet:
-    """A freshly initialised model of ``arch`` (a key of ``ARCHITECTURES``), in train mode."""
+def create_model(
+    arch: str,
+    input_size: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> MesoNet:
+    """A freshly initialised model of ``arch`` (a key of ``ARCHITECTURES``), in train mode.
+
+    ``input_size``, ``mean`` and ``std`` set its preprocessing (see
+    :class:`mesonet.models.meso4.Preprocess`); None keeps the architecture's own. A size the
+    architecture cannot take is refused.
+    """
     try:
-        return ARCHITECTURES[arch]()
+        cls = ARCHITECTURES[arch]
     except KeyError:
         raise ModelError(
             f"unknown architecture {arch!r}: choose one of {', '.join(ARCHITECTURES)}"
         ) from None
+    size = cls.default_input_size if input_size is None else input_size
+    if size not in cls.input_sizes:
+        allowed = ", ".join(str(s) for s in cls.input_sizes)
+        raise ModelError(f"{arch} takes input sizes {allowed} px, not {size}")
+    model = cls() if size == cls.default_input_size else cls(input_size=size)
+    model.preprocess = Preprocess(
+        size,
+        cls.default_mean if mean is None else tuple(mean),
+        cls.default_std if std is None else tuple(std),
+    )
+    return model
+
+
+def create_model_for(card: ModelCard) -> MesoNet:
+    """A freshly initialised model shaped and preprocessed as ``card`` says."""
+    return create_model(card.arch, card.input_size, card.mean, card.std)
 
 
 def _weights_dir() -> Path:
@@ -84,6 +119,9 @@ def save_model(
     """
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     card.arch = model.arch
+    card.input_size = model.preprocess.size
+    card.mean, card.std = list(model.preprocess.mean), list(model.preprocess.std)
+    card.normalization = normalization_text(card.mean, card.std)
     card.weights_sha256 = tensors_sha256(state) if digest else ""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +207,8 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
 def load_model(
     name_or_path: str | Path | None = None, *, verify: bool = True, trust_unverified: bool = False
 ) -> MesoNet | Ensemble:
-    """A model in eval mode mapping N x 3 x 256 x 256 RGB in [0, 1] to N fake probabilities.
+    """A model in eval mode mapping N x 3 x 256 x 256 RGB in [0, 1] to N fake probabilities
+    (each model resizes and normalises that crop to its own input, as its card says).
 
     ``name_or_path``: a bundled name (``mesonet.list_models()``), a ``.safetensors`` path, an
     ensemble (``a+b``, or an ensemble card ``.json``), or None for the default model. The
@@ -203,7 +242,7 @@ def load_model(
             f"{path}: model card names an unknown architecture {card.arch!r} "
             f"(known: {', '.join(ARCHITECTURES)})"
         )
-    model = create_model(card.arch)
+    model = create_model_for(card)
     _check_state(model, state, path)
     _check_finite(state, path)
     unverified = not card.weights_sha256.strip()

