@@ -25,8 +25,8 @@ from mesonet.models.card import (
     normalization_text,
     tensors_sha256,
 )
-from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
 from mesonet.models.efficientnet import EfficientNetLite0
+from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
 from mesonet.models.meso4 import Meso4, Meso4W, MesoNet, Preprocess
 from mesonet.models.mesoinception4 import MesoInception4
 

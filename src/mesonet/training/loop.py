@@ -52,13 +52,13 @@ from mesonet.training.data import (
     to_model_input,
 )
 from mesonet.training.errors import TrainingError
-from mesonet.training.videos import find_video_dataset, is_video_folder, video_holdout
 from mesonet.training.sources import (
     SourceSampler,
     SourceSpec,
     check_sources,
     source_from_mapping,
 )
+from mesonet.training.videos import find_video_dataset, is_video_folder, video_holdout
 
 CHECKPOINT = "last.pt"
 BEST = "best.safetensors"
