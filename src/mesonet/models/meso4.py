@@ -49,8 +49,11 @@ class Preprocess(nn.Module):
 
     Takes float32 RGB N x 3 x H x W in [0, 1] (the pipeline gives 256 x 256) and returns
     N x 3 x ``size`` x ``size``. Resizing is bilinear with antialiasing (area-like when
-    shrinking), skipped when the crop already has the size; mean 0 and std 1 skip the
-    normalisation, so MesoNet's graph is unchanged. No state: nothing enters the weights.
+    shrinking), as ``torch.nn.functional.interpolate(..., antialias=True)``; from the 256 px
+    crop it runs as two matrix products with that resize's weights (:func:`resize_matrix`),
+    which every engine exports, where the antialiased resize op has no ONNX form. It is
+    skipped when the crop already has the size; mean 0 and std 1 skip the normalisation, so
+    MesoNet's graph is unchanged. No state: nothing enters the weights.
     """
 
     def __init__(
@@ -65,15 +68,40 @@ class Preprocess(nn.Module):
         self.std = tuple(float(s) for s in std)
         self.register_buffer("_mean", torch.tensor(self.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(self.std).view(1, 3, 1, 1), persistent=False)
+        weights = resize_matrix(CROP_SIZE, self.size) if self.size != CROP_SIZE else None
+        self.register_buffer("_resize", weights, persistent=False)
+
+    @property
+    def identity(self) -> bool:
+        """True when the crop goes to the network unchanged (the MesoNets)."""
+        return self.size == CROP_SIZE and self.normalises is False
+
+    @property
+    def normalises(self) -> bool:
+        return self.mean != (0.0, 0.0, 0.0) or self.std != (1.0, 1.0, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = nn.functional.interpolate(
-                x, size=(self.size, self.size), mode="bilinear", antialias=True
-            )
-        if self.mean != (0.0, 0.0, 0.0) or self.std != (1.0, 1.0, 1.0):
+        # normalising first is the same (each output pixel's resize weights sum to 1) and
+        # keeps OpenVINO from fusing the per-channel step into the resize's matrix product
+        if self.normalises:
             x = (x - self._mean.to(x.dtype)) / self._std.to(x.dtype)
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            if self._resize is not None and x.shape[-1] == x.shape[-2] == CROP_SIZE:
+                r = self._resize.to(x.dtype)
+                x = torch.matmul(torch.matmul(r, x), r.t())
+            else:
+                x = nn.functional.interpolate(
+                    x, size=(self.size, self.size), mode="bilinear", antialias=True
+                )
         return x
+
+
+def resize_matrix(source: int, target: int) -> torch.Tensor:
+    """``target`` x ``source`` weights of the antialiased bilinear resize along one axis:
+    ``R @ X @ R.T`` resizes a square ``X`` as ``interpolate(..., antialias=True)`` does."""
+    eye = torch.eye(source).view(1, 1, source, source)
+    resized = nn.functional.interpolate(eye, size=(source, target), mode="bilinear", antialias=True)
+    return resized[0, 0].t().contiguous()
 
 
 class MesoNet(nn.Module):
