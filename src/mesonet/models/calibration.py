@@ -226,7 +226,10 @@ def verdict_for(
 
     ``bands`` are measured around ``card_threshold``; a different decision ``threshold`` (a
     user's ``--threshold``, or a video rule's own cut) moves them along in logit space, so
-    the band keeps its width in logits.
+    the band keeps its width in logits. The words never contradict the number: ``likely
+    forged`` needs a probability of at least one half and the threshold, ``likely real`` one
+    under both; a score between the threshold and one half is ``uncertain``, whatever the
+    label (which follows the threshold alone).
     """
     lo, hi = bands["uncertain"]
     if abs(threshold - card_threshold) > 1e-12:
@@ -234,6 +237,7 @@ def verdict_for(
         lo = 0.0 if lo <= 0.0 else float(sigmoid(logit([lo]) + shift)[0])
         hi = 1.0 if hi >= 1.0 else float(sigmoid(logit([hi]) + shift)[0])
         lo, hi = min(lo, threshold), max(hi, threshold)
+    lo, hi = min(lo, 0.5), max(hi, 0.5)
     if probability < lo:
         return VERDICTS[0]
     if probability >= hi:
