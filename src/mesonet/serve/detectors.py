@@ -1,0 +1,62 @@
+"""The detectors the worker threads borrow: the served model's, built when the app starts,
+and those of other bundled models a request picks, built on first use."""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from mesonet.serve.errors import ServiceError
+
+MAX_OTHER_MODELS = 4
+"""Models besides the served one kept loaded for requests that pick them."""
+
+
+class DetectorPools:
+    """One detector per worker slot for the served model and for each model a request picks."""
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        slots: int,
+        model_factory: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.slots = slots
+        built = [factory() for _ in range(slots)]
+        self.first = built[0]  # for the model's name, card and defaults
+        self.detectors: queue.Queue[Any] = queue.Queue()
+        for detector in built:
+            self.detectors.put(detector)
+        # Other models a request picks: built on first use, one per slot, the least recently
+        # used dropped beyond MAX_OTHER_MODELS.
+        self.model_factory = model_factory
+        self._pools: collections.OrderedDict[str, tuple[queue.Queue[Any], list[int]]] = (
+            collections.OrderedDict()
+        )
+        self._pools_lock = threading.Lock()
+
+    def checkout(self, model: str | None) -> tuple[Any, queue.Queue[Any]]:
+        """A detector for ``model`` (None: the served one) and the pool to return it to."""
+        if model is None or model == getattr(self.first, "model_name", None):
+            return self.detectors.get(timeout=60), self.detectors
+        if self.model_factory is None:
+            raise ServiceError(422, "this server answers with its own model only")
+        with self._pools_lock:
+            pool, built = self._pools.setdefault(model, (queue.Queue(), [0]))
+            self._pools.move_to_end(model)
+            while len(self._pools) > MAX_OTHER_MODELS:
+                self._pools.popitem(last=False)
+            build = pool.empty() and built[0] < self.slots
+            if build:
+                built[0] += 1
+        if build:
+            try:
+                return self.model_factory(model), pool
+            except BaseException:
+                with self._pools_lock:
+                    built[0] -= 1
+                raise
+        return pool.get(timeout=60), pool

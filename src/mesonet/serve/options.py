@@ -1,0 +1,100 @@
+"""The optional settings a request sends: form fields and the ``include`` query parameter."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from mesonet.aggregate import AGGREGATIONS
+from mesonet.serve.errors import ServiceError
+
+MAX_FRAMES = 300
+"""Most frames a request may ask for (the CLI's default is 32)."""
+INCLUDES = ("crops",)
+
+
+@dataclasses.dataclass
+class Options:
+    """Per-request overrides of the served detector's settings."""
+
+    frames: int | None = None
+    threshold: float | None = None
+    aggregate: str | None = None
+    track_share: float | None = None
+    model: str | None = None  # a bundled model name, or bundled names joined by "+"
+
+
+def parse_options(fields: dict[str, str]) -> Options:
+    """Validate the optional form fields; raise a 422 ServiceError saying what is wrong."""
+    options = Options()
+    value = fields.get("frames", "").strip()
+    if value:
+        try:
+            options.frames = int(value)
+        except ValueError:
+            options.frames = None
+        if options.frames is None or not 1 <= options.frames <= MAX_FRAMES:
+            raise ServiceError(
+                422, f"frames must be a whole number from 1 to {MAX_FRAMES}, not {value!r}"
+            )
+    options.threshold = _fraction(fields, "threshold")
+    value = fields.get("aggregate", "").strip()
+    if value:
+        if value not in AGGREGATIONS:
+            raise ServiceError(
+                422, f"aggregate must be one of {', '.join(AGGREGATIONS)}, not {value!r}"
+            )
+        options.aggregate = value
+    options.track_share = _fraction(fields, "track_share")
+    value = fields.get("model", "").strip()
+    if value:
+        options.model = check_model_name(value)
+    return options
+
+
+def _fraction(fields: dict[str, str], name: str) -> float | None:
+    """The optional form field ``name`` as a number from 0 to 1 (None when absent)."""
+    value = fields.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ServiceError(422, f"{name} must be a number from 0 to 1, not {value!r}")
+    return number
+
+
+def check_model_name(value: str) -> str:
+    """A bundled model name, or an ensemble of bundled names (``a+b``): clients may not make
+    the server load files by path. Raises a 422 ServiceError naming the bundled models."""
+    from mesonet.models import bundled_models
+
+    names = bundled_models()
+    parts = [part.strip() for part in value.split("+")]
+    if len(value) > 500 or len(parts) > 8 or not all(part in names for part in parts):
+        raise ServiceError(
+            422,
+            f"model must be a bundled model ({', '.join(names) or 'none'}) or bundled names "
+            f"joined by +, not {value[:100]!r}",
+        )
+    nested = [p for p in parts if names[p].suffix == ".json"] if len(parts) > 1 else []
+    if nested:
+        raise ServiceError(
+            422,
+            f"model {value[:100]!r}: {', '.join(nested)} is an ensemble and cannot be a "
+            "member of another ensemble; name it alone",
+        )
+    return "+".join(parts)
+
+
+def parse_include(include: str | None) -> set[str]:
+    """``?include=crops`` (comma-separated) -> the set of extras asked for."""
+    wanted = {part.strip() for part in (include or "").split(",") if part.strip()}
+    unknown = wanted - set(INCLUDES)
+    if unknown:
+        raise ServiceError(
+            422, f"include must be one of {', '.join(INCLUDES)}, not {', '.join(sorted(unknown))}"
+        )
+    return wanted
