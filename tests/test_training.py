@@ -185,10 +185,12 @@ def test_zip_bomb_of_many_small_entries_is_refused(tmp_path: Path) -> None:
 def test_zip_larger_than_the_free_space_is_refused(tmp_path: Path, monkeypatch) -> None:
     import shutil
 
-    from mesonet.training import data
+    from mesonet.training import zipdata
 
     archive = _zip(tmp_path / "ds.zip", {"data/real/a.png": _png(), "data/fake/b.png": _png()})
-    monkeypatch.setattr(data.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1000))
+    monkeypatch.setattr(
+        zipdata.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1000)
+    )
     with pytest.raises(DatasetError, match="free at"):
         extract_zip(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -211,18 +213,18 @@ def test_zip_with_a_file_and_a_folder_of_one_name_is_refused(
 _SLOW_EXTRACT = """
 import sys, tempfile, time
 from pathlib import Path
-from mesonet.training import data
+from mesonet.training import zipdata
 
-copy = data._copy_entry
+copy = zipdata._copy_entry
 
 def slow(*args):
     Path(sys.argv[2]).touch()  # extraction has started
     time.sleep(0.05)
     return copy(*args)
 
-data._copy_entry = slow
+zipdata._copy_entry = slow
 with tempfile.TemporaryDirectory(prefix="mesonet-data-") as tmp:  # as training does
-    data.extract_zip(sys.argv[1], tmp)
+    zipdata.extract_zip(sys.argv[1], tmp)
 """
 
 

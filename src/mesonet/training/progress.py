@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mesonet.training.loop import TrainReporter
+from mesonet.training.reporter import TrainReporter
 
 
 def training_progress(console: Console) -> Progress:

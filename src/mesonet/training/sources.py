@@ -143,7 +143,7 @@ class SourceSampler(torch.utils.data.Sampler[int]):
 
     ``pools``: per training source, the dataset indices of its images (``reals``: of its real
     images, for synthetic draws). Synthetic draws are yielded as ``index + offset``, which
-    :class:`~mesonet.training.data.FaceDataset` turns into a self-blended fake of image
+    :class:`~mesonet.training.batches.FaceDataset` turns into a self-blended fake of image
     ``index``. With ``balance_classes``, each source's draws are split evenly between its real
     and fake images (``fakes`` then lists its fake images).
     """

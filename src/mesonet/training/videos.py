@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 
 from mesonet.media import VIDEO_EXTENSIONS, iter_video_frames, probe_video, sample_frame_indices
-from mesonet.training.data import (
+from mesonet.training.dataset import (
     FAKE_DIRS,
     REAL_DIRS,
     DataSplit,
