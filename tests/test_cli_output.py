@@ -151,3 +151,27 @@ def test_samples_path_is_inside_the_package():
     import mesonet
 
     assert all(Path(mesonet.__file__).parent in p.parents for p in sample_paths())
+
+
+def test_train_input_size_and_body_lr_scale_set_those_training_options(tmp_path, monkeypatch):
+    """The flags override the config keys of their names, checked there like the others."""
+    from types import SimpleNamespace
+
+    import mesonet.training
+    from mesonet.training import TrainingError
+
+    seen = {}
+
+    def fake_train(sources, out_dir, config, **kwargs):
+        seen["config"] = config
+        return SimpleNamespace(best_path=None, checkpoint_path=out_dir / "last.pt")
+
+    monkeypatch.setattr(mesonet.training, "train", fake_train)
+    args = ["train", str(tmp_path), "--out", str(tmp_path / "run")]
+    result = run([*args, "--input-size", "224", "--body-lr-scale", "0.2"])
+    assert result.exit_code == 0 and "no epoch trained" in result.output, result.output
+    assert (seen["config"].input_size, seen["config"].body_lr_scale) == (224, 0.2)
+    for flag, value in (("--input-size", "-1"), ("--body-lr-scale", "0")):
+        result = run([*args, flag, value])
+        assert isinstance(result.exception, TrainingError), flag
+        assert flag[2:].replace("-", "_") in str(result.exception)

@@ -145,7 +145,7 @@ def test_one_class_group_shows_no_auc_or_ap(model_path, sample_folder):
 def test_metrics_table_keeps_group_names_whole_at_80_columns():
     from rich.console import Console
 
-    from mesonet.cli import _metrics_table
+    from mesonet.cli.evaluate import _metrics_table
     from mesonet.evaluation.metrics import compute_metrics
 
     rng = np.random.default_rng(0)
