@@ -24,20 +24,31 @@ warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def load_bench_model(arch: str = "meso4", name_or_path: str | None = None):
+def load_bench_model(
+    arch: str = "meso4", name_or_path: str | None = None, input_size: int | None = None
+):
     """(model, description): the named model, the bundled one of ``arch``, or the authors'.
 
     Speed does not depend on the weights; accuracy checks (bf16) do, so the description
-    says which weights were used.
+    says which weights were used. ``input_size`` (a backbone's input side) picks a bundled
+    model of that size, or builds one.
     """
-    from mesonet.models import bundled_models, load_model
+    from mesonet.models import bundled_models, load_model, read_card
 
     if name_or_path:
         model = load_model(name_or_path)
-        return model, f"{model.card.name} ({name_or_path})"
-    for name in bundled_models():
-        if name.startswith(arch + "."):
-            return load_model(name), f"bundled {name}"
+        return model, f"{model.card.name} ({name_or_path}, {model.card.input_size} px)"
+    for name, path in bundled_models().items():
+        size = read_card(path).input_size
+        if name.startswith(arch + ".") and input_size in (None, size):
+            return load_model(name), f"bundled {name}, {size} px"
+    if arch == "efficientnet_lite0":
+        from mesonet.models import create_model
+        from mesonet.models.efficientnet import load_imagenet
+
+        model = create_model(arch, input_size)
+        load_imagenet(model)
+        return model.eval(), f"ImageNet body, untrained head, {model.input_size} px"
     path = KERAS / "weights" / KERAS_FILES.get(arch, "-")
     if arch in KERAS_FILES and path.is_file():
         from mesonet.keras_import import convert_keras_weights

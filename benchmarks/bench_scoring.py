@@ -9,8 +9,12 @@ precision: it must move by less than 0.002).
 
     python benchmarks/bench_scoring.py                      # Meso-4, batch 64
     python benchmarks/bench_scoring.py --arch both --auc --compile
-    python benchmarks/bench_scoring.py --arch all --no-keras    # with meso4w (issue 12: >= 300)
+    python benchmarks/bench_scoring.py --arch all --no-keras    # with meso4w and efficientnet_lite0
+    python benchmarks/bench_scoring.py --arch all --no-keras --input-size 160
     python benchmarks/bench_scoring.py --ensemble meso4.dfdc+mesoinception4.df --no-keras
+
+With several architectures, a last table puts each one's fastest exact engine (fp32) and its
+bf16 engine beside Meso-4's fastest, measured in the same run.
 
 ``--ensemble A+B`` adds a table: the ensemble's faces/s against each member alone, all on
 ``--backend`` (default auto) through the scorer the Detector uses (calibration included),
@@ -112,8 +116,11 @@ def dfdc_test() -> tuple[np.ndarray, np.ndarray] | None:
     return crops, np.array([label for _, label in paths])
 
 
-def bench_arch(arch: str, args: argparse.Namespace) -> None:
-    model, described = load_bench_model(arch, args.model if arch == args.model_arch else None)
+def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, tuple[str, float]]:
+    """One architecture's table; returns its fastest exact and bf16 rows: {kind: (engine, rate)}."""
+    model, described = load_bench_model(
+        arch, args.model if arch == args.model_arch else None, args.input_size
+    )
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, size=(args.batch, 256, 256, 3), dtype=np.uint8)
     reference = eager_fn(model, crops, channels_last=False)()
@@ -170,6 +177,25 @@ def bench_arch(arch: str, args: argparse.Namespace) -> None:
         )
     if args.auc:
         auc_table(model, scorers, described, arch)
+    fastest = {"fp32": (best[0], best[1])}
+    bf16 = [r for r in results if r[0].startswith("backend") and "bf16" in r[0]]
+    if bf16:
+        fastest["bf16"] = (bf16[0][0], bf16[0][1])
+    return fastest
+
+
+def summary_table(fastest: dict[str, dict[str, tuple[str, float]]], batch: int) -> str:
+    """Each architecture's fastest fp32 and bf16 engines against Meso-4's fastest fp32."""
+    base = fastest.get("meso4", {}).get("fp32", ("", 0.0))[1] or None
+    rows = []
+    for arch, kinds in fastest.items():
+        for kind, (engine, rate) in kinds.items():
+            rows.append((f"{arch} {kind}", engine, rate, ratio(rate, base)))
+    return table(
+        f"architectures side by side: faces/s, batch {batch}, same run",
+        ("model", "engine", "faces/s", "vs Meso-4 fp32"),
+        rows,
+    )
 
 
 def auc_table(model: torch.nn.Module, scorers: dict, described: str, arch: str) -> None:
@@ -230,8 +256,14 @@ def main() -> None:
     parser.add_argument(
         "--arch",
         default="meso4",
-        choices=("meso4", "mesoinception4", "meso4w", "both", "all"),
-        help="both: the paper's two; all: also meso4w (ours, no Keras row)",
+        choices=("meso4", "mesoinception4", "meso4w", "efficientnet_lite0", "both", "all"),
+        help="both: the paper's two; all: also meso4w and efficientnet_lite0 (no Keras row)",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="efficientnet_lite0's input side without --model (default: its 224; 160 to 320)",
     )
     parser.add_argument("--model", help="weights to use (bundled name or .safetensors)")
     parser.add_argument("--batch", type=int, default=64)
@@ -253,10 +285,14 @@ def main() -> None:
     watch = CpuWatch()
     archs = {
         "both": ("meso4", "mesoinception4"),
-        "all": ("meso4", "mesoinception4", "meso4w"),
+        "all": ("meso4", "mesoinception4", "meso4w", "efficientnet_lite0"),
     }.get(args.arch, (args.arch,))
+    fastest = {}
     for arch in archs if not args.only_ensemble else ():
-        bench_arch(arch, args)
+        fastest[arch] = bench_arch(arch, args)
+    if len(fastest) > 1:
+        print()
+        print(summary_table(fastest, args.batch))
     if args.ensemble:
         bench_ensemble(args.ensemble, args)
     print(watch.note())
