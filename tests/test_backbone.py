@@ -283,3 +283,19 @@ def test_split_clips_keeps_groups_whole():
         side = {s.path.parent.name: ("t" if s in train else "v") for s in samples}
         assert side["a.1"] == side["b.2"]
         assert len(train) + len(val) == len(samples)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_mesonet_card_with_mean_and_std_is_honoured_by_every_engine(backend):
+    if backend not in available_backends():
+        pytest.skip(f"{backend} not installed")
+    model = load_model("meso4.dfdc")
+    shifted = create_model("meso4", None, [0.2, 0.3, 0.1], [0.5, 0.6, 0.7])
+    shifted.load_state_dict(model.state_dict())
+    shifted.eval()
+    x = _crops()
+    with torch.no_grad():
+        expected = shifted.logits(x).numpy()
+        assert not np.allclose(expected, model.logits(x).numpy(), atol=1e-3)
+    got = create_scorer(shifted, backend, output="logit")(x)
+    np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -112,6 +112,9 @@ class _MesoGraph:
         head = getattr(model, "head", None)
         if features is None or head is None or not hasattr(model, "logits"):
             raise _Unsupported(type(model).__name__)
+        preprocess = getattr(model, "preprocess", None)
+        if preprocess is not None and not preprocess.identity:
+            raise _Unsupported("a resize or normalisation before the features")
         x = self.ops.parameter([-1, 3, INPUT_SIZE, INPUT_SIZE], np.float32, name="x")
         y = self.emit(features, x.output(0))
         y = self.ops.transpose(y, self.ops.constant(np.array([0, 2, 3, 1], np.int64)))
