@@ -11,13 +11,23 @@ VIDEOS := $(wordlist 1,2,$(sort $(wildcard $(FFPP)/real/*.mp4))) \
 	$(firstword $(sort $(wildcard $(FFPP)/fake/Deepfakes__*.mp4))) \
 	$(firstword $(sort $(wildcard $(FFPP)/fake/Face2Face__*.mp4)))
 
-.PHONY: setup predict test check-wheel lint format paper clean
+.PHONY: setup setup-dev predict test check-wheel lint format clean
 
+# Two installs into one .venv, each with its own stamp so that either order works:
+# `setup` is what prediction needs (`pip install -e .`: predict, serve, scan, models);
+# `setup-dev` adds the tests' and tools' needs (`.[dev,ray]`; dev brings the train extra).
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev,ray]'
 	touch $@
 
@@ -28,17 +38,17 @@ predict: setup
 	$(if $(strip $(VIDEOS)),,@echo "$(FFPP) not found: predicting on the packaged samples only")
 	$(BIN)/mesonet predict --samples $(VIDEOS)
 
-test: setup
+test: setup-dev
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider
 
 # Build the wheel, install it into a fresh venv (no source tree on the path) and run
 # `mesonet predict --samples` and `mesonet serve` with one request from it.
-check-wheel: setup
+check-wheel: setup-dev
 	$(BIN)/python tools/check_wheel.py
 
-lint format:
+lint format: setup-dev
 	$(BIN)/ruff check --fix src tests tools benchmarks
 	$(BIN)/ruff format src tests tools benchmarks
 
