@@ -25,7 +25,8 @@ from mesonet.cli import app
 from mesonet.errors import MesonetError
 from mesonet.faces import Face
 from mesonet.models import ModelCard, create_model, save_model
-from mesonet.pipeline import Detector, _prefetch, interpolate_faces
+from mesonet.pipeline import Detector, interpolate_faces
+from mesonet.pipeline.read import prefetch
 
 ARCHS = ("meso4", "mesoinception4")
 TOLERANCE = 1e-4
@@ -233,14 +234,14 @@ def test_unmatched_faces_stay_on_the_frames_nearer_their_detection():
 
 
 def test_prefetch_keeps_order_passes_errors_and_stops_early():
-    assert list(_prefetch(iter(range(50)), 3)) == list(range(50))
+    assert list(prefetch(iter(range(50)), 3)) == list(range(50))
 
     def failing():
         yield 1
         raise RuntimeError("decoder broke")
 
     with pytest.raises(RuntimeError, match="decoder broke"):
-        list(_prefetch(failing(), 2))
+        list(prefetch(failing(), 2))
     closed = []
 
     def endless():
@@ -252,7 +253,7 @@ def test_prefetch_keeps_order_passes_errors_and_stops_early():
         finally:
             closed.append(True)
 
-    stream = _prefetch(endless(), 2)
+    stream = prefetch(endless(), 2)
     assert [next(stream) for _ in range(5)] == list(range(5))
     stream.close()
     assert closed == [True]

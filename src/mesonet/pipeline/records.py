@@ -1,0 +1,161 @@
+"""Building the record of each file: the scored faces of an image, or a video's faces linked
+into tracks, the decisive track's score (rules in :mod:`mesonet.video`) and its flagged
+segments; labels and verdicts at the decision threshold; error records.
+
+>>> records = Records("meso4.df", *card_thresholds(model.card))
+>>> records.image(Path("face.jpg"), frame)          # MediaResult
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mesonet.aggregate import decision_threshold, flagged_segments
+from mesonet.errors import MesonetError
+from mesonet.media import MediaError, VideoInfo
+from mesonet.models.calibration import default_bands, verdict_for
+from mesonet.pipeline.faces import FrameFaces
+from mesonet.results import FaceResult, MediaResult
+from mesonet.video import TRACK_SHARE, TRACK_SIZE, choose_decisive, link_tracks, summarise_tracks
+
+log = logging.getLogger(__name__)
+
+
+def model_label(model: Any) -> str:
+    """The name records give ``model``: its card's (its class's without a card), marked
+    ``"(unverified)"`` when its weights were loaded without a checksum."""
+    card = getattr(model, "card", None)
+    name = card.name if card is not None else type(model).__name__
+    if getattr(model, "unverified", False):
+        name += " (unverified)"
+    return name
+
+
+def card_thresholds(
+    card: Any, threshold: float | None = None
+) -> tuple[float, float, Mapping[str, Any]]:
+    """The decision threshold (``threshold``, else the card's, else 0.5), the card's own
+    threshold and its verdict bands (default bands around it when it has none)."""
+    chosen = float(threshold if threshold is not None else getattr(card, "threshold", 0.5))
+    if not 0.0 <= chosen <= 1.0:
+        raise MesonetError(f"threshold must be between 0 and 1, not {chosen}")
+    card_threshold = float(getattr(card, "threshold", 0.5))
+    bands = getattr(card, "verdict_bands", None) or default_bands(card_threshold)
+    return chosen, card_threshold, bands
+
+
+@dataclass(frozen=True)
+class Records:
+    """Builds the records of one model's results under one set of settings.
+
+    Args:
+        model: the model's name in the records.
+        threshold: fake when ``fake_probability >= threshold``.
+        card_threshold, bands: the card's threshold and the verdict bands measured around it.
+        detected: the faces come from a detector (their confidence is reported; None when
+            the whole image was the face).
+        aggregate, track_share, track_size: the video rules (:mod:`mesonet.video`).
+    """
+
+    model: str
+    threshold: float
+    card_threshold: float
+    bands: Mapping[str, Any]
+    detected: bool = True
+    aggregate: str = "mean"
+    track_share: float = TRACK_SHARE
+    track_size: float = TRACK_SIZE
+
+    def label(self, probability: float, rule: str | None = None) -> str:
+        """``fake`` or ``real`` at the threshold (a video rule's own cut with ``rule``)."""
+        cut = decision_threshold(rule, self.threshold) if rule else self.threshold
+        return "fake" if probability >= cut else "real"
+
+    def verdict(self, probability: float, rule: str | None = None) -> str:
+        """``likely real``, ``uncertain`` or ``likely forged``: the card's verdict bands,
+        moved with the decision threshold when it is not the card's."""
+        cut = decision_threshold(rule, self.threshold) if rule else self.threshold
+        return verdict_for(probability, cut, self.bands, self.card_threshold)
+
+    def _face(self, face: Any, score: float, **video: Any) -> FaceResult:
+        return FaceResult(
+            box=[round(v, 1) for v in face.box],
+            confidence=round(face.confidence, 4) if self.detected else None,
+            fake_probability=round(score, 6),
+            **video,
+        )
+
+    def image(self, path: Path, frame: FrameFaces) -> MediaResult:
+        """An image's record: its most suspicious face decides."""
+        faces = [
+            self._face(face, score) for face, score in zip(frame.faces, frame.scores, strict=True)
+        ]
+        result = MediaResult(path=str(path), kind="image", status="no_face", model=self.model)
+        if faces:
+            probability = max(f.fake_probability for f in faces)  # the most suspicious face
+            result.status = "ok"
+            result.fake_probability = probability
+            result.label = self.label(probability)
+            result.verdict = self.verdict(probability)
+            result.faces = sorted(faces, key=lambda f: -f.fake_probability)
+        return result
+
+    def video(
+        self, path: Path, info: VideoInfo, indices: list[int], analysed: Sequence[FrameFaces]
+    ) -> MediaResult:
+        """A video's record from its analysed frames (sampled at ``indices``): faces linked
+        into tracks, the decisive track's score, the flagged segments."""
+        tracks = link_tracks([f.faces for f in analysed], [f.time_s for f in analysed])
+        faces = [
+            self._face(face, score, frame=frame.index, time_s=round(frame.time_s, 3), track=track)
+            for frame, frame_tracks in zip(analysed, tracks, strict=True)
+            for face, score, track in zip(frame.faces, frame.scores, frame_tracks, strict=True)
+        ]
+        result = MediaResult(
+            path=str(path),
+            kind="video",
+            status="no_face",
+            model=self.model,
+            faces=faces,
+            frames_analyzed=len(analysed),
+            duration_s=round(info.duration_s, 3),
+            aggregation=self.aggregate,
+        )
+        if faces:
+            result.tracks = summarise_tracks(faces, len(analysed), self.aggregate, self.threshold)
+            probability = choose_decisive(
+                result.tracks, self.track_share, self.track_size
+            ).fake_probability
+            result.status = "ok"
+            result.fake_probability = probability
+            result.label = self.label(probability, self.aggregate)
+            result.verdict = self.verdict(probability, self.aggregate)
+            gap = info.duration_s / max(len(indices), 1)
+            result.segments = [
+                s
+                for s in flagged_segments(faces, self.threshold, gap)
+                if s.start_s < info.duration_s
+            ]
+            for segment in result.segments:
+                segment.end_s = min(segment.end_s, round(info.duration_s, 3))
+        return result
+
+
+def error_record(path: Path, kind: str | None, exc: Exception, model: str) -> MediaResult:
+    """The error record for a file that failed with ``exc``."""
+    if isinstance(exc, MesonetError | MediaError):
+        message = str(exc)
+    else:  # a decoder's own failure: keep the detail for debugging, one line for the user
+        log.debug("unexpected failure on %s", path, exc_info=exc)
+        message = f"could not process the file ({type(exc).__name__}: {exc})"
+    return MediaResult(
+        path=str(path),
+        kind=kind if kind in ("image", "video") else None,
+        status="error",
+        model=model,
+        error=" ".join(message.split()) or "unknown error",
+    )
