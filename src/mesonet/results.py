@@ -1,6 +1,7 @@
 """The result records every front end emits (CLI, Python API, web service).
 
-One :class:`MediaResult` per input file; its JSON form is the schema of DESIGN.md.
+One :class:`MediaResult` per input file; its JSON form is the schema in
+docs/architecture.md ("The record").
 """
 
 from __future__ import annotations

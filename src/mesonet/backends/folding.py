@@ -11,8 +11,8 @@ from torch import nn
 
 class Logits(nn.Module):
     """A model whose forward gives its logits instead of probabilities: a MesoNet's own
-    ``logits``, or, for any module whose forward gives probabilities (DESIGN's contract),
-    their log-odds (clamped, so 0 and 1 stay finite)."""
+    ``logits``, or, for any module whose forward gives probabilities (the contract in
+    docs/architecture.md), their log-odds (clamped, so 0 and 1 stay finite)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -6,9 +6,9 @@
     summary = scan("collection/", "results.jsonl", recursive=True, faces="none")
     summary = scan("files.csv", "results.parquet", engine="ray", address="auto", workers=8)
 
-The output holds one record per input (DESIGN.md's schema), appended and flushed as work
-finishes; a rerun skips the inputs it already holds, so an interrupted scan resumes where
-it stopped and a finished one is left as it is. The local engine never imports Ray.
+The output holds one record per input (the schema in docs/architecture.md), appended and
+flushed as work finishes; a rerun skips the inputs it already holds, so an interrupted scan
+resumes where it stopped and a finished one is left as it is. The local engine never imports Ray.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Scan output files: JSON Lines or Parquet, append-only, flushed per batch, resumable.
 
-``.jsonl``: one record a line (DESIGN.md's schema), appended and flushed as each batch of
-results arrives. A line cut short by a kill is dropped on the next run (its input is
+``.jsonl``: one record a line (the schema in docs/architecture.md), appended and flushed as
+each batch of results arrives. A line cut short by a kill is dropped on the next run (its input is
 analysed again), so the file never holds a half record followed by more data.
 
 ``.parquet``: a Parquet file cannot be appended to, so records go to a JSON Lines journal
