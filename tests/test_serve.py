@@ -209,6 +209,16 @@ def test_corrupt_media_is_422_with_the_record_error(client, face_media, tmp_path
         ("track_share", "1.5", "track_share"),
         ("model", "/etc/passwd.safetensors", "bundled model"),
         ("model", "meso4.nope", "bundled model"),
+        # issue 25: only ASCII digits and plain decimals
+        ("frames", "\u0663\u0662", "frames"),
+        ("frames", "1_0", "frames"),
+        ("frames", "+3", "frames"),
+        ("threshold", "1_0", "threshold"),
+        ("threshold", "\u0660.\u0665", "threshold"),
+        ("threshold", "inf", "threshold"),
+        ("threshold", "1e-400", "too small to be told from 0"),
+        ("track_share", "1e-400", "too small to be told from 0"),
+        ("model", "+".join(["meso4.df"] * 9), "up to 8 bundled names"),
     ],
 )
 def test_bad_form_values_are_422(client, face_media, uploads, field, value, word):
@@ -224,6 +234,28 @@ def test_an_ensemble_inside_an_ensemble_is_422(client, face_media, uploads):
     value = f"meso4.df+{ensembles[0]}"
     detail = assert_error(post(client, face_media["image"], data={"model": value}), 422, value)
     assert "cannot be a member of another ensemble" in detail
+
+
+def test_plain_numbers_in_form_fields_are_read_exactly():
+    from mesonet.serve.options import parse_options
+
+    options = parse_options({"frames": "32", "threshold": "0e5", "track_share": ".25"})
+    assert (options.frames, options.threshold, options.track_share) == (32, 0.0, 0.25)
+    assert parse_options({"threshold": "-0"}).threshold == 0.0
+    assert parse_options({"threshold": "1e-300"}).threshold == 1e-300
+
+
+def test_a_request_naming_a_model_keeps_the_service_limits(served_model, face_media, tmp_path):
+    from mesonet.budget import AnalysisLimits
+
+    limits = AnalysisLimits(max_frame_pixels=100_000)  # the clip's frames are 480 x 360
+    folder = tmp_path / "up"
+    with TestClient(create_app(served_model, tmp_dir=folder, limits=limits)) as client:
+        default = assert_error(post(client, face_media["video"]), 422, "over the 0.1 MP limit")
+        picked = post(client, face_media["video"], data={"model": "meso4.df"})
+        assert assert_error(picked, 422) == default
+        assert post(client, face_media["image"], data={"model": "meso4.df"}).status_code == 200
+    assert list(folder.iterdir()) == []
 
 
 def test_bad_requests_are_json(client, face_media, uploads):

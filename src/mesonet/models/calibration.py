@@ -17,6 +17,7 @@ validation data by :func:`derive_bands`; cards without them get :func:`default_b
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,13 +56,14 @@ def check_calibration(spec: Mapping[str, Any]) -> None:
         )
     if method == "temperature":
         t = spec.get("temperature")
-        if not (_number(t) and 1e-3 <= t <= 1e3):
-            raise ValueError(f"calibration temperature must be from 0.001 to 1000, not {t!r}")
+        if not (finite_number(t) and 1e-3 <= t <= 1e3):
+            shown = repr(t) if finite_number(t) or not isinstance(t, int) else "a huge integer"
+            raise ValueError(f"calibration temperature must be from 0.001 to 1000, not {shown}")
         return
     x, y = spec.get("x"), spec.get("y")
     if not (isinstance(x, list) and isinstance(y, list) and 2 <= len(x) == len(y) <= 10_000):
         raise ValueError("isotonic calibration needs lists x and y of equal length (2 to 10000)")
-    if not all(_number(v) and 0.0 <= v <= 1.0 for v in (*x, *y)):
+    if not all(finite_number(v) and 0.0 <= v <= 1.0 for v in (*x, *y)):
         raise ValueError("isotonic calibration points must be numbers from 0 to 1")
     if any(b < a for a, b in zip(x, x[1:], strict=False)) or any(
         b < a for a, b in zip(y, y[1:], strict=False)
@@ -75,7 +77,7 @@ def check_bands(bands: Mapping[str, Any], threshold: float) -> None:
     if not bands:
         return
     band = bands.get("uncertain")
-    if not (isinstance(band, list) and len(band) == 2 and all(_number(v) for v in band)):
+    if not (isinstance(band, list) and len(band) == 2 and all(finite_number(v) for v in band)):
         raise ValueError("verdict_bands.uncertain must be a list [low, high] of two numbers")
     lo, hi = band
     if not 0.0 <= lo <= threshold <= hi <= 1.0:
@@ -85,8 +87,13 @@ def check_bands(bands: Mapping[str, Any], threshold: float) -> None:
         )
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def finite_number(value: Any) -> bool:
+    """A real number (not a bool) that is finite as a float, whatever its size as an int."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):  # compared exactly: float() would overflow past 1e308
+        return -sys.float_info.max <= value <= sys.float_info.max
+    return math.isfinite(value)
 
 
 def calibrate_logits(spec: Mapping[str, Any] | None, logits: ArrayLike) -> np.ndarray:

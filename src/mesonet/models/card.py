@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from mesonet.models.calibration import check_bands, check_calibration
+from mesonet.models.calibration import check_bands, check_calibration, finite_number
+from mesonet.models.sequence import check_sequence
 
 INPUT_SIZE = 256
 NORMALIZATION = "RGB, float32 in [0, 1] (pixel / 255), no mean/std"
@@ -24,6 +25,17 @@ MAX_CARD_BYTES = 1024 * 1024
 """Largest model card accepted (the bundled ones are ~5 KB): bigger is not a card."""
 MAX_CARD_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in a card (the bundled ones: 5)."""
+MAX_INPUT_SIZE = 4096
+"""Largest network input side a card may name (the bundled models take 224 or 256 px)."""
+MAX_MEMBERS = 8
+"""Most members an ensemble may have (the bundled ones have 3): each is a whole model in
+memory and a forward pass per crop. The web service's ``model`` field has the same cap."""
+MAX_NAME_CHARS = 200
+"""Longest model name (a card's ``name``, a training run's ``name``)."""
+MAX_REFERENCE_CHARS = 4096
+"""Longest member reference (a bundled name or a path) in an ensemble card."""
+MAX_JSON_DIGITS = 300
+"""Longest integer a card may spell: anything longer cannot be a float (1e308 is the most)."""
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
 ENSEMBLE_ARCH = "ensemble"
@@ -61,6 +73,9 @@ class ModelCard:
     verdict_bands: dict[str, Any] = field(default_factory=dict)
     # ensembles only (arch "ensemble"): [{"model": name, "weight": w}], combined in logits
     members: list[dict[str, Any]] = field(default_factory=list)
+    # video models only: the input sequence (frames, frame_step, frame_model); see
+    # mesonet.models.sequence. Empty for an image model.
+    sequence: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False)
@@ -78,7 +93,7 @@ class ModelCard:
             )
         if json_depth(text) > MAX_CARD_DEPTH:
             raise ValueError(f"it nests arrays or objects over {MAX_CARD_DEPTH} levels deep")
-        data = json.loads(text)
+        data = json.loads(text, parse_int=_json_int)
         if not isinstance(data, dict):
             kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
             raise ValueError(f"it is {kind.get(type(data), 'a number')}, not a JSON object")
@@ -95,25 +110,29 @@ class ModelCard:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "threshold":
-                number = isinstance(value, int | float) and not isinstance(value, bool)
-                if not (number and math.isfinite(value) and 0.0 <= value <= 1.0):
-                    raise ValueError(f"threshold must be a number from 0 to 1, not {value!r}")
+                if not (finite_number(value) and 0.0 <= value <= 1.0):
+                    raise ValueError(f"threshold must be a number from 0 to 1, not {shown(value)}")
             elif f.name == "input_size":
-                if not (type(value) is int and value > 0):
-                    raise ValueError(f"input_size must be a positive integer, not {value!r}")
+                if not (type(value) is int and 0 < value <= MAX_INPUT_SIZE):
+                    raise ValueError(
+                        f"input_size must be an integer from 1 to {MAX_INPUT_SIZE}, "
+                        f"not {shown(value)}"
+                    )
             elif f.name in ("mean", "std"):
                 if not (
                     isinstance(value, list)
                     and len(value) == 3
-                    and all(_finite_number(v) for v in value)
+                    and all(finite_number(v) for v in value)
                     and (f.name == "mean" or all(v > 0 for v in value))
                 ):
                     what = "positive" if f.name == "std" else "finite"
-                    raise ValueError(f"{f.name} must be a list of 3 {what} numbers, not {value!r}")
+                    raise ValueError(
+                        f"{f.name} must be a list of 3 {what} numbers, not {shown(value)}"
+                    )
             elif f.name == "members":
                 if not isinstance(value, list):
                     raise ValueError(f"members must be a list, not {type(value).__name__}")
-            elif f.name in ("training", "metrics", "calibration", "verdict_bands"):
+            elif f.name in ("training", "metrics", "calibration", "verdict_bands", "sequence"):
                 if not isinstance(value, dict):
                     raise ValueError(f"{f.name} must be an object, not {type(value).__name__}")
             elif not isinstance(value, str):
@@ -123,22 +142,11 @@ class ModelCard:
                     value.encode("utf-8")
                 except UnicodeEncodeError:
                     raise ValueError(f"{f.name} is not valid Unicode text") from None
-        if not self.name.strip():
-            raise ValueError("name is empty")
+        check_name(self.name)
         check_calibration(self.calibration)
         check_bands(self.verdict_bands, self.threshold)
-        for member in self.members:
-            weight = member.get("weight", 1.0) if isinstance(member, dict) else None
-            if not (
-                isinstance(member, dict)
-                and isinstance(member.get("model"), str)
-                and member["model"].strip()
-                and isinstance(weight, int | float)
-                and not isinstance(weight, bool)
-                and math.isfinite(weight)
-                and weight > 0
-            ):
-                raise ValueError('each member must be {"model": name, "weight": positive number}')
+        check_members(self.members)
+        check_sequence(self.sequence, self.arch)
         if (self.arch == ENSEMBLE_ARCH) != bool(self.members):
             raise ValueError(f"an ensemble card (arch {ENSEMBLE_ARCH!r}) and only it has members")
         if self.resize not in RESIZE_MODES:
@@ -147,8 +155,63 @@ class ModelCard:
             )
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def check_name(value: Any, what: str = "name", limit: int = MAX_NAME_CHARS) -> str:
+    """``value`` when it can name a model (or, with ``what="member ..."``, a card's member);
+    ``ValueError`` saying why not otherwise: not a string, empty or blank, longer than
+    ``limit``, holding control characters, or not encodable Unicode. Training configs apply
+    the same rules to the name they will write into the card."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{what} is empty")
+    if len(value) > limit:
+        raise ValueError(f"{what} is {len(value):,} characters long, over the {limit:,} limit")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError(f"{what} holds control characters (a newline, a tab, ...)")
+    try:  # JSON can spell lone surrogates, which no output can write
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode text") from None
+    return value
+
+
+def check_members(members: Any) -> None:
+    """Raise ``ValueError`` unless ``members`` is a list of at most :data:`MAX_MEMBERS`
+    ``{"model": reference, "weight": positive finite number}`` objects."""
+    if not isinstance(members, list):
+        raise ValueError(f"members must be a list, not {type(members).__name__}")
+    if len(members) > MAX_MEMBERS:
+        raise ValueError(f"an ensemble has at most {MAX_MEMBERS} members, not {len(members):,}")
+    for i, member in enumerate(members, 1):
+        if not isinstance(member, dict):
+            raise ValueError('each member must be {"model": name, "weight": positive number}')
+        check_name(member.get("model"), f"member {i}'s model", MAX_REFERENCE_CHARS)
+        weight = member.get("weight", 1.0)
+        if not (finite_number(weight) and weight > 0):
+            raise ValueError(
+                f"member {i}'s weight must be a positive finite number, not {shown(weight)}"
+            )
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages (an integer too large for a
+    float is described, not printed: its digits could run to thousands)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not finite_number(value):
+        return f"an integer of {value.bit_length():,} bits (too large for a number)"
+    try:
+        text = repr(value)
+    except ValueError:  # a container holding an integer of thousands of digits
+        return f"a {type(value).__name__} holding a huge integer"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json_int(text: str) -> int:
+    """JSON integers, refused past :data:`MAX_JSON_DIGITS` digits (before converting them)."""
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise ValueError(
+            f"it holds an integer of {len(text.lstrip('-')):,} digits: no card number is so large"
+        )
+    return int(text)
 
 
 def normalization_text(mean: list[float], std: list[float]) -> str:

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from mesonet.budget import AnalysisLimits
+from mesonet.serve.detectors import detector_factories
 from mesonet.serve.errors import add_error_handlers
 from mesonet.serve.routes import router, static_dir
 from mesonet.serve.service import MAX_UPLOADS, Service
@@ -89,7 +90,9 @@ def create_app(
         queue_timeout_s: how long a request waits for a free worker before its 503.
         detector_factory: builds each worker's detector instead (tests use stubs).
         model_factory: builds a detector for a bundled model a request picks (form field
-            ``model``); default ``Detector(name)``, or none with a ``detector_factory``.
+            ``model``); default ``Detector(name, limits=limits)``, built as the served
+            model's are (:func:`~mesonet.serve.detectors.detector_factories`), or none with a
+            ``detector_factory``.
         tmp_dir: where uploads are written while analysed; default a fresh folder,
             removed when the app shuts down.
         trust_unverified: serve weights whose card carries no sha256 (refused otherwise);
@@ -101,22 +104,10 @@ def create_app(
             :class:`~mesonet.budget.AnalysisLimits`); over them, the request gets 422.
     """
     if detector_factory is None:
-        from mesonet.models import load_model
-        from mesonet.pipeline import Detector
-
-        loaded = (
-            model
-            if hasattr(model, "forward")
-            else load_model(model, trust_unverified=trust_unverified)
+        detector_factory, build = detector_factories(
+            model, limits, trust_unverified=trust_unverified
         )
-
-        def detector_factory() -> Any:
-            return Detector(loaded, limits=limits)
-
-        if model_factory is None:
-
-            def model_factory(name: str) -> Any:
-                return Detector(name)
+        model_factory = model_factory or build
 
     service = Service(
         detector_factory,

@@ -15,6 +15,29 @@ MAX_OTHER_MODELS = 4
 """Models besides the served one kept loaded for requests that pick them."""
 
 
+def detector_factories(
+    model: Any, limits: Any = None, *, trust_unverified: bool = False
+) -> tuple[Callable[[], Any], Callable[[str], Any]]:
+    """The factories of the served model's detectors and of those a request picks (a
+    bundled name, or names joined by +): both build through one function, so every detector
+    gets the service's ``limits`` (an :class:`~mesonet.budget.AnalysisLimits`, or None for
+    the defaults), whichever model it runs.
+
+    ``model`` is what ``Detector`` accepts; it is loaded here, once, and shared by the
+    served model's detectors.
+    """
+    from mesonet.models import load_model
+    from mesonet.pipeline import Detector
+
+    def build(chosen: Any) -> Any:
+        return Detector(chosen, limits=limits)
+
+    served = (
+        model if hasattr(model, "forward") else load_model(model, trust_unverified=trust_unverified)
+    )
+    return (lambda: build(served)), build
+
+
 class DetectorPools:
     """One detector per worker slot for the served model and for each model a request picks."""
 

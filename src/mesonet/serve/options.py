@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 from mesonet.aggregate import AGGREGATIONS
+from mesonet.models.card import MAX_MEMBERS
 from mesonet.serve.errors import ServiceError
 
+PLAIN_NUMBER = re.compile(r"[+-]?(?P<digits>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+"""A number as a form field may spell it: ASCII digits, a point, an exponent."""
 MAX_FRAMES = 300
 """Most frames a request may ask for (the CLI's default is 32)."""
 INCLUDES = ("crops",)
@@ -29,13 +33,11 @@ def parse_options(fields: dict[str, str]) -> Options:
     options = Options()
     value = fields.get("frames", "").strip()
     if value:
-        try:
-            options.frames = int(value)
-        except ValueError:
-            options.frames = None
+        # ASCII digits only: int() would also take "1_0", " 7" or Arabic-Indic digits
+        options.frames = int(value) if re.fullmatch(r"[0-9]{1,6}", value) else None
         if options.frames is None or not 1 <= options.frames <= MAX_FRAMES:
             raise ServiceError(
-                422, f"frames must be a whole number from 1 to {MAX_FRAMES}, not {value!r}"
+                422, f"frames must be a whole number from 1 to {MAX_FRAMES}, not {value[:40]!r}"
             )
     options.threshold = _fraction(fields, "threshold")
     value = fields.get("aggregate", "").strip()
@@ -57,13 +59,16 @@ def _fraction(fields: dict[str, str], name: str) -> float | None:
     value = fields.get(name, "").strip()
     if not value:
         return None
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
+    match = PLAIN_NUMBER.fullmatch(value)
+    # a plain decimal (float() would also take "1_0", "nan", "inf" or non-ASCII digits)
+    number = float(value) if match and len(value) <= 40 else math.nan
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise ServiceError(422, f"{name} must be a number from 0 to 1, not {value!r}")
-    return number
+        raise ServiceError(422, f"{name} must be a number from 0 to 1, not {value[:40]!r}")
+    if number == 0.0 and match and match.group("digits").strip("0."):
+        raise ServiceError(
+            422, f"{name} {value!r} is too small to be told from 0: write 0, or a larger number"
+        )
+    return number + 0.0  # -0 is 0
 
 
 def check_model_name(value: str) -> str:
@@ -73,11 +78,12 @@ def check_model_name(value: str) -> str:
 
     names = bundled_models()
     parts = [part.strip() for part in value.split("+")]
-    if len(value) > 500 or len(parts) > 8 or not all(part in names for part in parts):
+    too_many = len(parts) > MAX_MEMBERS
+    if len(value) > 500 or too_many or not all(part in names for part in parts):
         raise ServiceError(
             422,
-            f"model must be a bundled model ({', '.join(names) or 'none'}) or bundled names "
-            f"joined by +, not {value[:100]!r}",
+            f"model must be a bundled model ({', '.join(names) or 'none'}) or up to "
+            f"{MAX_MEMBERS} bundled names joined by +, not {value[:100]!r}",
         )
     nested = [p for p in parts if names[p].suffix == ".json"] if len(parts) > 1 else []
     if nested:
