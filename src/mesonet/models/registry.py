@@ -29,12 +29,21 @@ from mesonet.models.efficientnet import EfficientNetLite0
 from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
 from mesonet.models.meso4 import Meso4, Meso4W, MesoNet, Preprocess
 from mesonet.models.mesoinception4 import MesoInception4
+from mesonet.models.video_models import (
+    Meso4Video,
+    TemporalConv,
+    check_frame_digest,
+    create_video_model,
+)
 
 ARCHITECTURES: dict[str, type[MesoNet]] = {
     "meso4": Meso4,
     "mesoinception4": MesoInception4,
     "meso4w": Meso4W,
     "efficientnet_lite0": EfficientNetLite0,
+    # video models (a card with a sequence; see mesonet.models.video_models)
+    "meso4video": Meso4Video,
+    "temporal_conv": TemporalConv,
 }
 CARD_KEY = "model_card"
 WEIGHTS_SUFFIX = ".safetensors"
@@ -74,6 +83,8 @@ def create_model(
 
 def create_model_for(card: ModelCard) -> MesoNet:
     """A freshly initialised model shaped and preprocessed as ``card`` says."""
+    if card.sequence:  # a video model: frames and the frame model it sits on
+        return create_video_model(card)
     return create_model(card.arch, card.input_size, card.mean, card.std)
 
 
@@ -245,6 +256,7 @@ def load_model(
     model = create_model_for(card)
     _check_state(model, state, path)
     _check_finite(state, path)
+    check_frame_digest(card, state, str(path))
     unverified = not card.weights_sha256.strip()
     if verify and unverified and not trust_unverified:
         raise ModelError(
