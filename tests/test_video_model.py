@@ -1,15 +1,21 @@
-"""The video model (issue 27): video-model cards and the registry."""
+"""The video model (issue 27): video-model cards, the window sampler, temporal self-blended
+fakes, temporal evidence in video records, and the API's video model."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from mesonet.errors import ModelError
 from mesonet.models import ModelCard, create_model, load_model, read_card, save_model
 from mesonet.models.video_models import Meso4Video, TemporalConv, head_on
+from mesonet.training.clips import Clip, augment_window, sample_windows, window_starts
+from mesonet.training.temporal_sbi import temporal_self_blend
 
 torch.set_num_threads(1)
 
@@ -106,3 +112,78 @@ def test_the_frame_model_stays_frozen_when_the_head_trains():
     assert not any(p.requires_grad for p in head.frame.parameters())
     head.logits(torch.rand(1, 24, 3, 256, 256)).sum().backward()
     assert all(p.grad is not None for p in head.head.parameters())
+
+
+# --------------------------------------------------------------------------- window sampler
+
+
+def _clip(key: str, label: int, indices: list[int], folder: Path | None = None) -> Clip:
+    folder = folder or Path("/nonexistent") / key
+    return Clip(key, label, key, tuple(folder / f"{i:05d}.png" for i in indices), tuple(indices))
+
+
+def test_the_window_sampler_gives_24_frames_of_one_track_in_order_deterministically():
+    clips = [
+        _clip("a.0001", 0, list(range(32))),
+        _clip("b.0002", 1, [*range(0, 20), *range(22, 50)]),  # a gap: windows on each side only
+        _clip("c.0003", 1, list(range(20))),  # too short: no window
+    ]
+    windows = sample_windows(clips, 24, per_clip=5, seed=7)
+    again = sample_windows(clips, 24, per_clip=5, seed=7)
+    assert [(w.clip.key, w.start) for w in windows] == [(w.clip.key, w.start) for w in again]
+    other = sample_windows(clips, 24, per_clip=5, seed=8)
+    assert [w.start for w in other] != [w.start for w in windows]
+    assert {w.clip.key for w in windows} == {"a.0001", "b.0002"}
+    for w in windows:
+        assert len(w.paths) == 24 and len(w.indices) == 24
+        assert all(p.parent.name == w.clip.key for p in w.paths)  # never across clips
+        assert list(np.diff(w.indices)) == [1] * 23  # in order, no gap inside
+    # a clip's windows do not depend on the clips around it
+    alone = sample_windows(clips[1:2], 24, per_clip=5, seed=7)
+    assert [w.start for w in alone] == [w.start for w in windows if w.clip.key == "b.0002"]
+    assert window_starts([0, 2, 4, 6], 3, step=2) == [0, 1]
+
+
+def test_a_window_is_augmented_the_same_way_on_every_frame():
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    out = augment_window([frame] * 6, np.random.default_rng(4), compress=0.0)
+    assert all(np.array_equal(o, out[0]) for o in out)  # same input, same output: same draw
+    assert not np.array_equal(out[0], frame)
+    coded = augment_window([frame] * 6, np.random.default_rng(4), compress=1.0)
+    assert len(coded) == 6 and coded[0].shape == frame.shape
+
+
+def test_sampled_windows_of_cached_crops_load_in_order(tmp_path):
+    folder = tmp_path / "clip.abcd"
+    folder.mkdir()
+    for i in range(30):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), np.full((8, 8, 3), i, np.uint8))
+    (window,) = sample_windows([_clip("clip.abcd", 0, list(range(30)), folder)], 24, 1, seed=0)
+    levels = [int(f[0, 0, 0]) for f in window.load()]
+    assert levels == list(range(window.start, window.start + 24))
+
+
+# --------------------------------------------------------------------------- temporal SBI
+
+
+def test_temporal_sbi_changes_pixels_only_inside_the_mask_and_varies_across_frames():
+    rng = np.random.default_rng(0)
+    face = cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (0, 0), 2)
+    frames = [np.roll(face, k, axis=1) for k in range(24)]
+    fakes, masks, steps = temporal_self_blend(frames, np.random.default_rng(5))
+    assert len(fakes) == len(masks) == len(steps) == 24
+    for frame, fake, mask in zip(frames, fakes, masks, strict=True):
+        assert fake.dtype == np.uint8 and fake.shape == frame.shape
+        assert np.array_equal(fake[mask <= 0], frame[mask <= 0])  # outside: untouched
+        assert (mask > 0).any() and not np.array_equal(fake, frame)  # inside: blended
+    # the blend drifts and jitters: colour, position, scale and opacity differ frame to frame
+    vectors = np.stack([s.vector() for s in steps])
+    assert (vectors.std(axis=0) > 0).all()
+    assert not np.allclose(masks[0], masks[-1])
+    again, _, _ = temporal_self_blend(frames, np.random.default_rng(5))
+    assert all(np.array_equal(a, b) for a, b in zip(fakes, again, strict=True))
+
+
+def test_self_blends_are_refused_on_anything_but_rgb_uint8():
+    with pytest.raises(ValueError, match="RGB uint8"):
+        temporal_self_blend([np.zeros((8, 8), np.uint8)], np.random.default_rng(0))
