@@ -8,12 +8,18 @@ a legend, as on the web page). The track that set a video's score is drawn thick
 labelled "decides" in both. ``<name>`` keeps the extension (``in/x.jpg`` and ``in/x.png``
 differ), and two inputs of one run that would still share a name get ``-2``, ``-3``... (see
 :func:`output_stem`).
+
+Every file is written through :mod:`mesonet.destinations` (a temporary file renamed over the
+name, so a link or a FIFO planted at a predictable name is never followed or blocked on);
+``mesonet predict`` checks the names with :func:`check_annotated_outputs` before any work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,12 +29,22 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mesonet.destinations import (
+    OutputError,
+    PathLike,
+    check_outputs_in,
+    input_clash,
+    replacing,
+    write_output,
+)
 from mesonet.media import iter_video_frames, resize_max_side
 from mesonet.results import FaceResult, MediaResult
 
 MAX_SIDE = 1280  # annotated output is shrunk to this
 STRIP_HEIGHT = 90
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+SUFFIXES = (".annotated.jpg", ".annotated.mp4", ".timeline.png")
+WHAT = "annotated copy"
 
 
 def score_colour(probability: float) -> tuple[int, int, int]:
@@ -56,6 +72,30 @@ def output_stem(path: str | Path, taken: dict[str, str] | None = None) -> str:
         n += 1
         stem = f"{base}-{n}"
     return stem
+
+
+def annotated_names(paths: Iterable[PathLike]) -> list[str]:
+    """Every name the annotated copies of ``paths`` may take (``-2``, ``-3``... included)."""
+    unique = {os.path.abspath(p): p for p in paths}  # stems from the names as given
+    bases = Counter(output_stem(p) for p in unique.values())
+    stems = [f"{b}-{n}" if n > 1 else b for b, count in bases.items() for n in range(1, count + 1)]
+    return [stem + suffix for stem in stems for suffix in SUFFIXES]
+
+
+def check_annotated_outputs(folder: PathLike, paths: Iterable[PathLike]) -> None:
+    """Refuse (``OutputError``, exit 2), before any work, annotated copies of ``paths`` that
+    would replace one of them, or whose name in ``folder`` is a link, folder, FIFO or
+    device."""
+    paths = list(paths)
+    names = annotated_names(paths)
+    check_outputs_in(folder, names, WHAT)
+    for name in names:
+        clash = input_clash(Path(folder) / name, paths)
+        if clash is not None:
+            raise OutputError(
+                f"the {WHAT} {Path(folder) / name} would replace the input {clash}: "
+                "annotate into another folder"
+            )
 
 
 def draw_faces(
@@ -140,7 +180,9 @@ def timeline_strip(
 
 def write_timeline_png(result: MediaResult, threshold: float, path: Path) -> Path:
     """Save :func:`timeline_figure` as a PNG; returns ``path``."""
-    timeline_figure(result, threshold).savefig(path)
+    figure = timeline_figure(result, threshold)
+    with replacing(path, WHAT, durable=False) as handle:
+        figure.savefig(handle, format="png")
     return path
 
 
@@ -208,10 +250,11 @@ class _H264Writer:
     Firefox refuse. Odd sizes are padded to even ones, as 4:2:0 chroma needs.
     """
 
-    def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
+    def __init__(self, handle: object, fps: float, width: int, height: int) -> None:
         self.size = (width + width % 2, height + height % 2)
         self.rate = Fraction(fps).limit_denominator(1000)
-        self.container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+        options = {"movflags": "+faststart"}
+        self.container = av.open(handle, mode="w", format="mp4", options=options)
         self.stream = self.container.add_stream("libx264", rate=self.rate)
         self.stream.width, self.stream.height = self.size
         self.stream.pix_fmt = "yuv420p"
@@ -245,7 +288,10 @@ class _H264Writer:
 
 
 def _write_rgb(path: Path, image: np.ndarray) -> None:
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OutputError(f"could not encode the {WHAT} {path}", 1)
+    write_output(path, encoded.tobytes(), WHAT, durable=False)
 
 
 def write_annotated_image(
@@ -287,7 +333,7 @@ def write_annotated_video(
     written: list[Path] = []
     writer: _H264Writer | None = None
     video_path = out_dir / f"{stem}.annotated.mp4"
-    try:
+    with contextlib.ExitStack() as stack:  # the MP4 replaces its name only when complete
         for frame in iter_video_frames(source, indices):
             small = resize_max_side(frame.image, MAX_SIDE)
             scale = small.shape[1] / frame.image.shape[1]
@@ -304,9 +350,10 @@ def write_annotated_video(
             composed = np.vstack([drawn, strip])
             if writer is None:
                 h, w = composed.shape[:2]
-                writer = _H264Writer(video_path, fps, w, h)
+                handle = stack.enter_context(replacing(video_path, WHAT, durable=False))
+                writer = _H264Writer(handle, fps, w, h)
+                stack.callback(writer.container.close)  # on failure too, before the removal
             writer.write(composed)
-    finally:
         if writer is not None:
             writer.close()
             written.append(video_path)

@@ -20,13 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from mesonet.destinations import GuardedFile, open_output
+from mesonet.destinations import check_output_file, replacing
 from mesonet.errors import InputError
 from mesonet.inputs import Limits, discover, media_only_below
 from mesonet.pipeline import Detector
 from mesonet.results import MediaResult, csv_header, json_record, safe_text, to_csv_line
 
 _STATUS_STYLE = {"ok": "", "no_face": "yellow", "error": "red"}
+RESULTS = "results file"
 ELLIPSIS = "…"
 _VERDICT_STYLE = {"likely real": "green", "uncertain": "yellow", "likely forged": "bold red"}
 
@@ -157,14 +158,25 @@ def write_results(
 ) -> int:
     """Analyse every input, stream its record in ``fmt`` and return how many failed.
 
-    ``output`` is opened before any input is analysed: an unusable one raises
+    ``output`` is checked and opened before any input is analysed (and the annotated copies'
+    names, when the detector writes them): an unusable one, or one of the inputs, raises
     :class:`~mesonet.destinations.OutputError` (exit code 2), a failure while writing one
-    with exit code 1. Raises :class:`InputError` when nothing was found because the media of
-    a folder sit in its sub-folders and ``recursive`` is off: an empty result would hide the
-    mistake.
+    with exit code 1. It is written beside and renamed over ``output`` once complete.
+
+    Raises :class:`InputError` when nothing was found because the media of a folder sit in
+    its sub-folders and ``recursive`` is off: an empty result would hide the mistake.
     """
     paths = list(paths)
+    if output is not None:  # a bad name fails before the folders are listed
+        check_output_file(output, RESULTS)
     items = list(discover(paths, recursive=recursive, limits=limits))
+    if output is not None:  # never one of the inputs (`predict vic -o vic/a.jpg`)
+        check_output_file(output, RESULTS, inputs=[*paths, *(item.path for item in items)])
+    annotate_dir = getattr(detector, "annotate_dir", None)
+    if annotate_dir is not None:
+        from mesonet.annotate import check_annotated_outputs
+
+        check_annotated_outputs(annotate_dir, [item.path for item in items])
     if not items:
         below = [] if recursive else [p for p in map(Path, paths) if media_only_below(p)]
         if below:
@@ -178,10 +190,9 @@ def write_results(
     collected: list[MediaResult] = []
     with ExitStack() as stack:
         stream: TextIO | None = None
-        target: GuardedFile | None = None
-        if output is not None:
-            handle = open_output(output, "w", "results file", encoding="utf-8", newline="")
-            target = stack.enter_context(GuardedFile(handle, output, "results file"))
+        target: TextIO | None = None
+        if output is not None:  # written beside, renamed over `output` when complete
+            target = stack.enter_context(replacing(output, RESULTS, text=True, newline=""))
         if fmt != "table":
             stream = target if target is not None else out.file
         progress = stack.enter_context(

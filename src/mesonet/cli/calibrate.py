@@ -53,6 +53,9 @@ def calibrate_command(
     backend: BackendOption = "auto",
     limit: LimitOption = None,
     trust_unverified: TrustOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the file --out names if it exists.")
+    ] = False,
     threshold_rule: Annotated[
         str | None,
         typer.Option(
@@ -79,6 +82,8 @@ def calibrate_command(
         raise typer.BadParameter(
             "name it .safetensors (a model) or .json (an ensemble card)", param_hint="--out"
         )
+    _check_choices(method, threshold_rule)
+    _check_out(model, data, out_file, force)  # before the scoring run, not after it
     command = "mesonet " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["calibrate"] else ""
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("scoring", total=None)
@@ -114,3 +119,47 @@ def calibrate_command(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _check_choices(method: str, threshold_rule: str | None) -> None:
+    """Refuse an unknown --method or --threshold-rule (one line, exit 2) before the output
+    and the scoring are looked at."""
+    from typing import get_args
+
+    from mesonet.errors import MesonetError
+    from mesonet.evaluation.metrics import ThresholdRule
+    from mesonet.models.calibration import CALIBRATION_METHODS
+
+    rules = get_args(ThresholdRule)
+    if method not in CALIBRATION_METHODS:
+        raise MesonetError(
+            f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}"
+        )
+    if threshold_rule is not None and threshold_rule not in rules:
+        raise MesonetError(
+            f"threshold rule must be one of {', '.join(rules)}, not {threshold_rule!r}"
+        )
+
+
+def _check_out(model: str, data: Path, out_file: Path, force: bool) -> None:
+    """Refuse --out before any scoring: the wrong kind for the model (a single model is a
+    .safetensors file, an ensemble a .json card), a file that exists (without --force), one
+    of the inputs, or anything :func:`mesonet.destinations.check_output_file` refuses."""
+    from mesonet.destinations import OutputError, check_output_file
+    from mesonet.models import read_card
+    from mesonet.models.card import ENSEMBLE_ARCH
+    from mesonet.models.ensemble import SEPARATOR, is_ensemble_name
+    from mesonet.models.registry import resolve_model_path
+
+    if is_ensemble_name(model) and not Path(model).exists():
+        ensemble = True
+        inputs = [Path(part.strip()) for part in model.split(SEPARATOR)]
+    else:
+        path = resolve_model_path(model)
+        ensemble = read_card(path).arch == ENSEMBLE_ARCH
+        inputs = [path]
+    kind = ".json" if ensemble else ".safetensors"
+    if out_file.suffix.lower() != kind:
+        what = "an ensemble, written as a .json card" if ensemble else "a single model, written"
+        raise OutputError(f"--out {out_file}: {model} is {what} as {kind}: name it so")
+    check_output_file(out_file, "calibrated model", inputs=[*inputs, data], overwrite=force)

@@ -102,6 +102,7 @@ def predict_command(
     2 on a usage error, including a folder whose images and videos all sit in sub-folders
     while --recursive is not given.
     """
+    from mesonet.destinations import check_output_dir, check_output_file
     from mesonet.inputs import sample_paths
     from mesonet.output import write_results
     from mesonet.pipeline import Detector
@@ -112,6 +113,12 @@ def predict_command(
     if not paths:
         raise typer.BadParameter("give images, videos or folders, or --samples", param_hint="PATH")
     limits = input_limits(limit, ilimit, vlimit)
+    # outputs are refused before the model loads; write_results checks them against the
+    # inputs once they are listed
+    if output is not None:
+        check_output_file(output, "results file", inputs=paths)
+    if annotate is not None:
+        check_output_dir(annotate, "annotation folder", create=False)
     detector = Detector(
         model,
         threshold=threshold,

@@ -115,6 +115,13 @@ ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")
 ]
 
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Replace the run or model --out holds (refused without it or --resume)."
+    ),
+]
+
 WorkersOption = Annotated[
     int | None, typer.Option(help="DataLoader worker processes.", metavar="N")
 ]
@@ -221,6 +228,7 @@ def train_command(
     input_size: InputSizeOption = None,
     body_lr_scale: BodyLrScaleOption = None,
     resume: ResumeOption = False,
+    force: ForceOption = False,
     workers: WorkersOption = None,
     cache: CacheOption = None,
     augment: AugmentOption = None,
@@ -282,6 +290,7 @@ def train_command(
             resume=resume,
             reporter=RichReporter(progress),
             command=command,
+            force=force,
         )
     if result.best_path is None:
         out.print(f"no epoch trained; checkpoint in {result.checkpoint_path}")

@@ -21,6 +21,7 @@ from matplotlib.patches import Rectangle
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from mesonet.destinations import replacing
 from mesonet.evaluation.metrics import (
     ECE_BINS,
     _as_arrays,
@@ -52,7 +53,8 @@ def _figure(width: float, height: float) -> Figure:
 def _save(fig: Figure, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=_DPI, facecolor="white")
+    with replacing(out, "chart", durable=False) as handle:  # whole, or not at all
+        fig.savefig(handle, format="png", dpi=_DPI, facecolor="white")
     return out
 
 

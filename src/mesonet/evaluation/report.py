@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from mesonet.destinations import write_output
 from mesonet.evaluation.metrics import _as_arrays
 from mesonet.evaluation.plots import plot_confusion, plot_face_grid, plot_reliability, plot_roc
 
@@ -145,7 +146,7 @@ def write_report(
     written: list[Path] = []
 
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", "utf-8")
+    write_output(metrics_path, json.dumps(metrics, indent=2, allow_nan=False) + "\n", "report")
     written.append(metrics_path)
     written.append(plot_roc(y, s, out / "roc.png", title=title))
     confusion = metrics.get("confusion") or {}
@@ -165,7 +166,7 @@ def write_report(
         )
 
     index = out / "index.html"
-    index.write_text(_html(title, metrics, threshold, counts), "utf-8")
+    write_output(index, _html(title, metrics, threshold, counts), "report")
     written.append(index)
     return written
 

@@ -96,7 +96,7 @@ def evaluate(
     """
     labelled = collect_labelled(data, limits)
     if report_dir is not None:  # an unusable folder is refused before the work, not after
-        check_output_dir(report_dir, "report folder")
+        check_output_dir(report_dir, "report folder", create=False)
     results: list[MediaResult] = []
     for result in detector.predict_items(lab.item for lab in labelled):
         results.append(result)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from mesonet.destinations import write_output
 from mesonet.errors import ModelError
 from mesonet.models.card import (
     ENSEMBLE_ARCH,
@@ -136,9 +137,8 @@ def save_model(
     card.weights_sha256 = tensors_sha256(state) if digest else ""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})
-    tmp.replace(path)
+    # through the one output writer: a temporary file renamed over ``path``, umask modes
+    write_output(path, save(state, metadata={CARD_KEY: card.to_json()}), "model")
     return card
 
 
@@ -185,9 +185,7 @@ def save_ensemble(card: ModelCard, path: str | Path) -> ModelCard:
     card.check()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(card.to_json() + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_output(path, card.to_json() + "\n", "ensemble card")
     return card
 
 

@@ -8,7 +8,6 @@ from ``(seed, epoch)`` at every epoch start (:func:`epoch_seed`, :func:`seed_eve
 from __future__ import annotations
 
 import math
-import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mesonet.destinations import replacing
 from mesonet.models.meso4 import MesoNet
 from mesonet.training.config import TrainConfig, from_mapping
 from mesonet.training.errors import TrainingError
@@ -60,10 +60,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` with torch.save to a temporary file, then rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """Write ``payload`` with torch.save to a temporary file, then rename it over ``path``
+    (:func:`mesonet.destinations.replacing`)."""
+    with replacing(path, "checkpoint") as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -100,10 +100,14 @@ def seed_everything(seed: int) -> None:
 
 
 def checkpoint_to_resume(
-    out_dir: Path, config: TrainConfig, sources: Sequence[SourceSpec], resume: bool
+    out_dir: Path,
+    config: TrainConfig,
+    sources: Sequence[SourceSpec],
+    resume: bool,
+    force: bool = False,
 ) -> dict[str, Any] | None:
     """With ``resume``, the run's ``last.pt`` (same arch and sources as asked); without it,
-    None, after checking that ``out_dir`` holds no run yet."""
+    None, after checking that ``out_dir`` holds no run yet (``force``: one to replace)."""
     ckpt_path = out_dir / CHECKPOINT
     if resume:
         ckpt = load_checkpoint(ckpt_path)
@@ -117,10 +121,10 @@ def checkpoint_to_resume(
                 f"{ckpt_path} was trained on {', '.join(before)}; resume it with the same sources"
             )
         return ckpt
-    if ckpt_path.exists():
+    if ckpt_path.exists() and not force:
         raise TrainingError(
             f"{out_dir} already holds a training run: pass --resume to continue it, "
-            "or choose another --out"
+            "--force to replace it, or choose another --out"
         )
     return None
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from mesonet.destinations import check_output_dir, check_outputs_in, write_output
 from mesonet.evaluation import plot_training_curves
 from mesonet.models import create_model, save_model
 from mesonet.models.meso4 import MesoNet
@@ -129,9 +130,7 @@ def _threads(n: int) -> Iterator[None]:
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    write_output(path, "".join(json.dumps(r) + "\n" for r in rows), "training log")
 
 
 # --------------------------------------------------------------------------- the loop
@@ -145,20 +144,27 @@ def train(
     resume: bool = False,
     reporter: TrainReporter | None = None,
     command: str = "",
+    force: bool = False,
 ) -> TrainResult:
     """Train ``config.arch`` on ``data``, writing checkpoints to ``out_dir``.
 
     ``data`` is a folder or zip, or several :class:`SourceSpec` (weights, held-out sources).
     With ``resume``, continue the run in ``out_dir`` from its ``last.pt`` (same epoch count,
-    optimizer and scheduler state, history); otherwise ``out_dir`` must not hold a run yet.
-    ``command`` is recorded in the model card. Returns where the files went and the best epoch.
+    optimizer and scheduler state, history); otherwise ``out_dir`` must not hold a run or a
+    model yet, unless ``force`` (its files are then replaced as the new run writes them).
+    ``out_dir`` is checked before any data is read (:func:`check_run_folder`). ``command`` is
+    recorded in the model card. Returns where the files went and the best epoch.
     """
     config = config or TrainConfig()
     reporter = reporter or TrainReporter()
     sources = as_sources(data)
     check_sources(sources)
     out_dir = Path(out_dir)
-    ckpt = checkpoint_to_resume(out_dir, config, sources, resume)
+    inputs = [Path(s.path) for s in sources]
+    if config.init and Path(config.init).exists():  # a file, not a bundled name
+        inputs.append(Path(config.init))
+    check_run_folder(out_dir, inputs, resume=resume, force=force)
+    ckpt = checkpoint_to_resume(out_dir, config, sources, resume, force)
     for spec in sources:
         if not Path(spec.path).exists():
             raise TrainingError(f"data not found: {spec.path}")
@@ -167,6 +173,23 @@ def train(
         stack.enter_context(_threads(config.threads))
         folders = [stack.enter_context(data_folder(Path(s.path), config)) for s in sources]
         return _run(sources, folders, out_dir, config, ckpt, reporter, command)
+
+
+def check_run_folder(
+    out_dir: Path, inputs: Sequence[Path] = (), *, resume: bool = False, force: bool = False
+) -> None:
+    """Refuse (exit 2), before any data is read, a training folder that cannot take the run's
+    files (see :func:`mesonet.destinations.check_output_dir`), one of whose files is a link,
+    a folder or a device, or that holds a model (``best.safetensors`` or ``summary.json``)
+    while neither ``resume`` nor ``force`` is given."""
+    check_output_dir(out_dir, "training folder", inputs=inputs, create=False)
+    check_outputs_in(out_dir, (CHECKPOINT, BEST, LOG, CURVES, SUMMARY), "training output")
+    held = [name for name in (BEST, SUMMARY) if (out_dir / name).exists()]
+    if held and not (resume or force):
+        raise TrainingError(
+            f"{out_dir} already holds a model ({', '.join(held)}): pass --force to replace "
+            "it, --resume to continue its run, or choose another --out"
+        )
 
 
 def _run(
@@ -292,5 +315,5 @@ def _finish(run: _Run, state: RunState, stopped_early: bool) -> TrainResult:
         "config": config.to_dict(),
         "command": run.command,
     }
-    (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    write_output(out_dir / SUMMARY, json.dumps(summary, indent=2), "training summary")
     return result

@@ -68,11 +68,17 @@ def output_format(path: str | os.PathLike[str]) -> str:
 
 
 class RecordWriter(Protocol):
-    """Appends result records; ``write`` flushes, ``close`` makes the output final."""
+    """Appends result records; ``write`` flushes, ``discard`` empties the output (a scan
+    that starts over), ``compact`` keeps the last record of each path, ``close`` makes the
+    output final."""
 
     path: Path
 
     def write(self, records: Sequence[dict[str, Any]]) -> None: ...
+
+    def discard(self) -> None: ...
+
+    def compact(self) -> None: ...
 
     def close(self) -> None: ...
 

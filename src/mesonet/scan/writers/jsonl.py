@@ -12,7 +12,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from mesonet.destinations import OutputError, check_output_file, writing
+from mesonet.destinations import (
+    OutputError,
+    check_output_file,
+    open_append,
+    replacing,
+    writing,
+)
 from mesonet.errors import MesonetError
 
 try:  # advisory lock against two scans appending to one file (POSIX only)
@@ -114,12 +120,8 @@ class JsonlWriter:
         raise MesonetError(f"{self.path} keeps being replaced by another scan; try again")
 
     def _open(self) -> IO[bytes]:
-        try:
-            return self.path.open("a+b")  # created if missing; r+ semantics below via seek
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write the results file {self.path}: {exc.strerror or exc}"
-            ) from None
+        # created if missing, never through a link or blocking on a pipe; read via seek
+        return open_append(self.path, "results file")
 
     def _still_at_path(self, fh: IO[bytes]) -> bool:
         try:
@@ -135,6 +137,27 @@ class JsonlWriter:
         with writing(self.path, "results file"):
             self._fh.write(data.encode("utf-8"))
             self._fh.flush()
+
+    def discard(self) -> None:
+        """Remove every record (a scan that starts over), keeping the file and its lock."""
+        with writing(self.path, "results file"):
+            self._fh.truncate(0)
+            self._fh.flush()
+
+    def compact(self) -> None:
+        """Keep the last record of each path (a retried input's replaces its error): the
+        file is rewritten whole beside and renamed over, then reopened and locked again."""
+        self.sync()
+        last = {r["path"]: r for r in read_jsonl(self.path)}
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in last.values())
+        with replacing(self.path, "results file") as handle:
+            handle.write(data.encode("utf-8"))
+        old, self._fh = self._fh, self._open()
+        with contextlib.suppress(OSError):
+            old.close()
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # held by a scan started since: it appends
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def sync(self) -> None:
         """Flush to disk, keeping the file (and its lock)."""

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mesonet.destinations import check_output_file, writing
+from mesonet.destinations import check_output_file, replacing, writing
 from mesonet.errors import MesonetError
 from mesonet.scan.writers.jsonl import JsonlWriter, _regular_or_missing, read_jsonl
 
@@ -156,6 +156,15 @@ class ParquetWriter:
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         self._journal.write(records)
 
+    def discard(self) -> None:
+        """Remove every record (a scan that starts over): the journal's and the file."""
+        self._journal.discard()
+        with writing(self.path, "results file"):
+            self.path.unlink(missing_ok=True)
+
+    def compact(self) -> None:
+        """Nothing to do: the merge keeps one record per path, the journal's last."""
+
     def close(self) -> None:
         """Merge the journal into the Parquet file (atomically) and remove it.
 
@@ -174,7 +183,6 @@ class ParquetWriter:
         new = list({r["path"]: r for r in read_jsonl(journal)}.values())  # the last per path
         if new or not self.path.exists():
             table = records_table(new)
-            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             with writing(self.path, "results file"):
                 if self.path.exists():
                     old = _last_per_path(pa.parquet.read_table(self.path).cast(table.schema))
@@ -183,12 +191,8 @@ class ParquetWriter:
                         keep = pa.compute.invert(pa.compute.is_in(old["path"], value_set=fresh))
                         old = old.filter(keep)
                     table = pa.concat_tables([old, table])
-                try:
-                    pa.parquet.write_table(table, temporary)
-                    os.replace(temporary, self.path)
-                except BaseException:
-                    temporary.unlink(missing_ok=True)
-                    raise
+            with replacing(self.path, "results file") as handle:  # whole, or the old file
+                pa.parquet.write_table(table, handle)
         journal.unlink(missing_ok=True)
 
     def __enter__(self) -> ParquetWriter:
