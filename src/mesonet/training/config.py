@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mesonet.models.calibration import finite_number
+from mesonet.models.card import check_name, shown
 from mesonet.training.errors import TrainingError
 
 ARCHS = ("meso4", "mesoinception4", "meso4w", "efficientnet_lite0")
@@ -26,6 +28,12 @@ THRESHOLD_RULES = ("youden", "eer", "accuracy")
 SCHEDULES = ("plateau", "step")
 SYNTHETIC = ("none", "sbi")
 SELECT_RULES = ("min", "mean")  # or the name of one validation source
+MAX_CONFIG_BYTES = 1024 * 1024
+"""Largest TOML config read (the project's are under 2 KB)."""
+INT_RANGE = (-(2**63), 2**63 - 1)
+"""TOML's integers are 64-bit; Python's reader would take any size."""
+MAX_WORKERS = 256
+MAX_THREADS = 1024
 
 
 @dataclass
@@ -78,7 +86,14 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`TrainingError` naming the first option with an impossible value."""
+        """Raise :class:`TrainingError` naming the first option with an impossible value.
+
+        The one check of a config, whether built here, read from TOML or from a checkpoint,
+        run before any data is read: every option of its type, every number finite (no NaN,
+        no infinity, integers within 64 bits), positive or in its range where it must be, and
+        a ``name`` the model card will accept (see :func:`mesonet.models.card.check_name`).
+        """
+        _check_types(self)
         choices = {
             "arch": ARCHS,
             "loss": LOSSES,
@@ -121,6 +136,9 @@ class TrainConfig:
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise TrainingError(f"{key} must be 0 or more, not {getattr(self, key)!r}")
+        for key, most in (("workers", MAX_WORKERS), ("threads", MAX_THREADS)):
+            if getattr(self, key) > most:
+                raise TrainingError(f"{key} must be at most {most}, not {getattr(self, key)!r}")
         if not 0.0 < self.lr_factor < 1.0:
             raise TrainingError(f"lr_factor must be between 0 and 1, not {self.lr_factor!r}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -132,8 +150,15 @@ class TrainConfig:
                 "resample_min and resample_max must satisfy 0 < min <= max < 1, not "
                 f"{self.resample_min!r}, {self.resample_max!r}"
             )
-        if not self.select:
+        if not self.select.strip():
             raise TrainingError("select must be min, mean or the name of a validation source")
+        if self.name:  # "" is the default, "<arch>.<out folder name>"
+            try:
+                check_name(self.name)
+            except ValueError as exc:
+                raise TrainingError(f"name {shown(self.name)} cannot name a model: {exc}") from None
+        if self.init and not self.init.strip():
+            raise TrainingError("init is blank: give a model, a .h5 file, imagenet, or nothing")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-friendly values."""
@@ -149,6 +174,22 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 
 def _field_types() -> dict[str, type]:
     return {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Every field of its type, every number finite; integers within TOML's 64 bits."""
+    for key, want in _field_types().items():
+        value = getattr(config, key)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            pass  # an integer where a number is wanted: fine if it is finite as a float
+        elif not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+            raise TrainingError(
+                f"training option {key} must be {_TYPE_NAMES[want]}, not {shown(value)}"
+            )
+        if want is float and not finite_number(value):
+            raise TrainingError(f"{key} must be a finite number, not {shown(value)}")
+        if want is int and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            raise TrainingError(f"{key} must be a 64-bit integer, not {shown(value)}")
 
 
 def from_mapping(values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
@@ -168,11 +209,15 @@ def from_mapping(values: Mapping[str, Any], base: TrainConfig | None = None) -> 
             continue
         want = types[key]
         if want is float and isinstance(value, int) and not isinstance(value, bool):
+            if not finite_number(value):  # float() would overflow
+                raise TrainingError(f"{key} must be a finite number, not {shown(value)}")
             value = float(value)
         if isinstance(value, Path) and want is str:
             value = str(value)
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise TrainingError(f"training option {key} must be {_TYPE_NAMES[want]}, not {value!r}")
+        if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+            raise TrainingError(
+                f"training option {key} must be {_TYPE_NAMES[want]}, not {shown(value)}"
+            )
         merged[key] = value
     return TrainConfig(**merged)
 
@@ -182,11 +227,30 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise TrainingError(f"config file not found: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except IsADirectoryError:
+        raise TrainingError(f"{path} is a folder, not a TOML config file") from None
+    except OSError as exc:
+        raise TrainingError(f"{path}: cannot read the config ({exc.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise TrainingError(f"{path}: over {MAX_CONFIG_BYTES:,} bytes, too large for a config")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TrainingError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x}); "
+            "a TOML file must be UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise TrainingError(f"{path}: not a readable TOML file ({exc})") from None
+    except RecursionError:
+        raise TrainingError(f"{path}: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise TrainingError(f"{path}: {' '.join(str(exc).split(';')[0].split())}") from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

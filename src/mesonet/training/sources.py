@@ -13,7 +13,6 @@ take a share of the epoch, made from the sources' real images in the same propor
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -23,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mesonet.models.calibration import finite_number
+from mesonet.models.card import check_name, shown
 from mesonet.training.config import read_toml
 from mesonet.training.errors import TrainingError
 
@@ -46,18 +47,23 @@ class SourceSpec:
     max_val: int = 0
 
     def __post_init__(self) -> None:
-        if not self.path:
+        if not (isinstance(self.path, str) and self.path.strip()):
             raise TrainingError("a source needs a path")
-        if not (isinstance(self.weight, int | float) and math.isfinite(self.weight)):
-            raise TrainingError(f"source {self.path}: weight must be a number")
+        if not finite_number(self.weight):
+            raise TrainingError(f"source {self.path}: weight must be a finite number")
+        if self.name:  # "" is the default: the folder's name
+            try:
+                check_name(self.name, "its name")
+            except ValueError as exc:
+                raise TrainingError(f"source {self.path}: {exc}") from None
         if self.weight <= 0 and not self.holdout:
             raise TrainingError(f"source {self.path}: weight must be positive, not {self.weight}")
         if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
             raise TrainingError(
                 f"source {self.path}: val_fraction must be in [0, 1), not {self.val_fraction}"
             )
-        if self.max_val < 0:
-            raise TrainingError(f"source {self.path}: max_val must be 0 or more")
+        if not 0 <= self.max_val < 2**63:
+            raise TrainingError(f"source {self.path}: max_val must be 0 or more (64-bit)")
 
     @property
     def label(self) -> str:
@@ -93,12 +99,13 @@ def source_from_mapping(values: Mapping[str, Any], where: str = "") -> SourceSpe
     for key, value in values.items():
         bad_bool = isinstance(value, bool) and key not in ("holdout",)
         if not isinstance(value, kinds[key]) or bad_bool:
-            raise TrainingError(f"{prefix}source {key} has the wrong type: {value!r}")
+            raise TrainingError(f"{prefix}source {key} has the wrong type: {shown(value)}")
     data = dict(values)
-    if data.get("weight") is not None:
-        data["weight"] = float(data["weight"])
-    if data.get("val_fraction") is not None:
-        data["val_fraction"] = float(data["val_fraction"])
+    for key in ("weight", "val_fraction"):
+        if data.get(key) is not None:
+            if not finite_number(data[key]):  # float() would overflow, or NaN pass
+                raise TrainingError(f"{prefix}source {key} must be a finite number")
+            data[key] = float(data[key])
     try:
         return SourceSpec(**data)
     except TrainingError as exc:
@@ -119,7 +126,11 @@ def load_sources(path: str | Path) -> list[SourceSpec]:
 def check_sources(sources: Sequence[SourceSpec]) -> None:
     """At least one training source, and names that tell the sources apart."""
     if not any(not s.holdout for s in sources):
-        raise TrainingError("no training source: every source is a holdout")
+        held = ", ".join(s.label for s in sources[:5]) + (", ..." if len(sources) > 5 else "")
+        raise TrainingError(
+            f"no training source: every source is a holdout ({held}), used for validation "
+            "only; give DATA, or a [[sources]] entry without holdout = true"
+        )
     labels = [s.label for s in sources]
     dupes = sorted({n for n in labels if labels.count(n) > 1})
     if dupes:
