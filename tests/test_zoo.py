@@ -156,20 +156,28 @@ def test_ece_and_brier_on_known_values():
     assert brier_score([0, 1], [0.5, 0.5]) == pytest.approx(0.25)
 
 
-def labelled_noise(folder, n_each: int = 30) -> None:
+def labelled_noise(folder, model, n_each: int = 30, swaps: int = 6) -> None:
+    """Noise crops that ``model`` half separates: the ``n_each`` it scores highest are fake,
+    then ``swaps`` random pairs across that line change sides (ROC AUC about 0.85, so the
+    data can be calibrated on: chance-level data is refused)."""
     rng = np.random.default_rng(5)
-    for label in ("real", "fake"):
+    images = (rng.random((2 * n_each, 256, 256, 3)) * 255).astype(np.uint8)
+    order = np.argsort(create_model_scorer(load_model(model), "torch").logits(images))
+    real, fake = list(order[:n_each]), list(order[n_each:])
+    picks = rng.choice(n_each, (2, swaps), replace=False)
+    for i, j in zip(picks[0], picks[1], strict=True):
+        real[i], fake[j] = fake[j], real[i]
+    for label, chosen in (("real", real), ("fake", fake)):
         (folder / label).mkdir(parents=True)
-        for i in range(n_each):
-            pixels = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / label / f"{i}.png")
+        for k, index in enumerate(chosen):
+            Image.fromarray(images[index]).save(folder / label / f"{k}.png")
 
 
 def test_calibrate_command_lowers_ece_on_its_set_and_stores_it_in_the_card(tmp_path):
-    # An overconfident model: logits scaled up and pushed up by 2, on data it cannot tell apart.
+    # An overconfident model: logits scaled up and pushed up by 2, on data it half separates.
     model = tiny_model(tmp_path / "m.safetensors", 3, bias=2.0, scale=20.0, threshold=0.6)
     data = tmp_path / "val"
-    labelled_noise(data)
+    labelled_noise(data, model)
     out = tmp_path / "cal.safetensors"
     result = runner.invoke(
         app, ["calibrate", model, str(data), "--faces", "none", "--out", str(out)]
@@ -201,10 +209,47 @@ def test_calibrate_command_lowers_ece_on_its_set_and_stores_it_in_the_card(tmp_p
     assert bad.exit_code == 2 and ".safetensors" in bad.output
 
 
+def test_calibration_on_data_the_model_cannot_separate_is_refused(tmp_path, monkeypatch, capsys):
+    """Issue 25 item 8: one image as real and as fake (45 copies each) used to fit a model
+    answering 0.500 to everything, with exit 0 and "ECE 0.0000"."""
+    from mesonet.cli import main
+
+    model = tiny_model(tmp_path / "m.safetensors", 3, bias=2.0, scale=20.0)
+    data = tmp_path / "same"
+    image = crops(1, seed=4)[0]
+    for label in ("real", "fake"):
+        (data / label).mkdir(parents=True)
+        for i in range(45):
+            Image.fromarray(image).save(data / label / f"{i}.png")
+    out = tmp_path / "cal.safetensors"
+    argv = ["mesonet", "calibrate", model, str(data), "--faces", "none", "-o", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.strip().count("\n") == 0, err  # the progress bar: blank
+    assert "cannot tell its real from its fake" in err and "ROC AUC 0.500" in err
+    assert not out.exists()
+
+
+def test_a_temperature_fitted_at_its_bound_is_refused():
+    from mesonet.evaluation.calibrate import CalibrationError, check_separation
+    from mesonet.models.calibration import TEMPERATURE_RANGE, temperature_at_bound
+
+    z = np.r_[np.linspace(-1, 1, 50), np.linspace(-1, 1, 50) + 0.01]  # barely separated
+    y = np.r_[np.zeros(50), np.ones(50)]
+    assert temperature_at_bound(fit_temperature(z * 50, y))
+    assert not temperature_at_bound(fit_temperature(*miscalibrated()))
+    assert temperature_at_bound(TEMPERATURE_RANGE[0]) and temperature_at_bound(TEMPERATURE_RANGE[1])
+    with pytest.raises(CalibrationError, match="ROC AUC 0.50"):
+        check_separation(np.zeros(10), np.r_[np.zeros(5), np.ones(5)])
+    assert check_separation(*miscalibrated()) > 0.7
+
+
 def test_calibrate_threshold_rule_chooses_the_threshold_on_the_data(tmp_path):
     model = tiny_model(tmp_path / "m.safetensors", 3, bias=2.0, scale=20.0, threshold=0.99)
     data = tmp_path / "val"
-    labelled_noise(data)
+    labelled_noise(data, model)
     # the model's own logits and labels, face by face, as the rule should see them
     detector = Detector(model, faces="none")
     z, y = [], []
@@ -232,7 +277,8 @@ def test_calibrate_threshold_rule_chooses_the_threshold_on_the_data(tmp_path):
         return called[y_ == 1].mean() - called[y_ == 0].mean()
 
     assert youden(spec["raw_threshold"]) >= youden(0.99)
-    bad = runner.invoke(app, [*argv, "--threshold-rule", "median"])
+    other = str(tmp_path / "other.safetensors")
+    bad = runner.invoke(app, [*argv[:-1], other, "--threshold-rule", "median"])
     assert bad.exit_code != 0 and "youden" in str(bad.exception or bad.output)
 
 
@@ -242,7 +288,7 @@ def test_calibrate_trusts_unverified_weights_only_when_asked_and_keeps_them_unve
     plain = tmp_path / "plain.safetensors"
     save_model(state, plain, state.card, digest=False)  # a card without a sha256
     data = tmp_path / "val"
-    labelled_noise(data)
+    labelled_noise(data, model)
     out = tmp_path / "cal.safetensors"
     argv = ["calibrate", str(plain), str(data), "--faces", "none", "--out", str(out)]
     refused = runner.invoke(app, argv)  # main() prints this as one line and exits 2

@@ -33,6 +33,7 @@ from mesonet.inputs import Limits
 from mesonet.models import ModelCard, load_model
 from mesonet.models.calibration import (
     CALIBRATION_METHODS,
+    TEMPERATURE_RANGE,
     calibrate_logits,
     calibrate_probability,
     derive_bands,
@@ -40,10 +41,14 @@ from mesonet.models.calibration import (
     fit_temperature,
     logit,
     sigmoid,
+    temperature_at_bound,
 )
 from mesonet.pipeline import Detector
 from mesonet.results import MediaResult
 
+MIN_SEPARATION = 0.02
+"""Calibration is refused when the validation ROC AUC of the scores is within this of 0.5:
+data the model cannot separate would fit a map that answers about 0.5 to everything."""
 FIT_SCALE = 32.0
 """While fitting, scores are emitted as sigmoid(logit / 32) and read back: the records'
 6-decimal probabilities then keep raw logits up to ~400 exact to ~1e-3 (MesoInception's
@@ -84,6 +89,25 @@ def collect_face_logits(
     return np.asarray(logits), np.asarray(labels, dtype=np.int64)
 
 
+class CalibrationError(MesonetError):
+    """The data cannot support a calibration (the CLI: one line, exit 2)."""
+
+
+def check_separation(z: np.ndarray, y: np.ndarray, data: object = "the data") -> float:
+    """The ROC AUC of scores ``z`` for labels ``y``; :class:`CalibrationError` when it is
+    within :data:`MIN_SEPARATION` of 0.5 (the model cannot tell the classes apart there)."""
+    from sklearn.metrics import roc_auc_score
+
+    auc = float(roc_auc_score(y, z))
+    if abs(auc - 0.5) < MIN_SEPARATION:
+        raise CalibrationError(
+            f"{data}: the model cannot tell its real from its fake examples (ROC AUC "
+            f"{auc:.3f}, within {MIN_SEPARATION} of chance): a calibration fitted on it would "
+            "answer about 0.5 to everything; calibrate on data the model separates"
+        )
+    return auc
+
+
 def calibrate_model(
     model: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -106,6 +130,12 @@ def calibrate_model(
 
     ``trust_unverified`` loads weights whose card carries no sha256 (refused otherwise); the
     fit's model then stays marked unverified (``fit.model.unverified``).
+
+    Raises :class:`CalibrationError` when the data cannot support a calibration: the model
+    does not separate its classes (ROC AUC within :data:`MIN_SEPARATION` of 0.5), or the
+    fitted temperature sits at an end of its range. An ensemble's card names its members by
+    their references (bundled names or absolute paths; ``save_ensemble`` writes them relative
+    to the saved card), never by their cards' names.
     """
     if method not in CALIBRATION_METHODS:
         raise MesonetError(
@@ -125,6 +155,7 @@ def calibrate_model(
             f"{data}: calibration needs at least 40 scored faces of both real and fake "
             f"examples, got {z.size} ({int(y.sum())} fake)"
         )
+    check_separation(z, y, data)
     previous = card.calibration or {}
     if previous and "raw_threshold" not in previous:
         raise MesonetError(f"{card.name}: its calibration does not record its raw threshold")
@@ -133,8 +164,16 @@ def calibrate_model(
         raw_threshold = float(sigmoid(best_threshold(y, z, threshold_rule)))
     before = sigmoid(calibrate_logits(previous or None, z))
     if method == "temperature":
-        spec: dict[str, Any] = {"method": "temperature", "temperature": fit_temperature(z, y)}
-        spec["temperature"] = round(spec["temperature"], 6)
+        temperature = fit_temperature(z, y)
+        if temperature_at_bound(temperature):
+            raise CalibrationError(
+                f"{data}: the fitted temperature ({temperature:.4g}) is at the end of its "
+                f"range ({TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}): the data "
+                "cannot place it, and the model would answer "
+                + ("about 0.5 to everything" if temperature > 1 else "only 0 or 1")
+                + "; calibrate on data it separates"
+            )
+        spec: dict[str, Any] = {"method": "temperature", "temperature": round(temperature, 6)}
     else:
         x_points, y_points = fit_isotonic(sigmoid(z), y)
         spec = {"method": "isotonic", "x": x_points, "y": y_points}

@@ -28,6 +28,9 @@ CALIBRATION_METHODS = ("temperature", "isotonic")
 VERDICTS = ("likely real", "uncertain", "likely forged")
 EPS = 1e-6
 """Probabilities are kept within [EPS, 1 - EPS] before taking a logit."""
+TEMPERATURE_RANGE = (1e-3, 1e3)
+"""Temperatures a card may hold and :func:`fit_temperature` searches; a fit at either end
+means the data could not place it (see :func:`temperature_at_bound`)."""
 BAND_MIN_ACCURACY = 0.6
 """Scores whose validation accuracy falls under this are ``uncertain``."""
 DEFAULT_BAND_LOGIT = math.log(BAND_MIN_ACCURACY / (1 - BAND_MIN_ACCURACY))
@@ -56,7 +59,7 @@ def check_calibration(spec: Mapping[str, Any]) -> None:
         )
     if method == "temperature":
         t = spec.get("temperature")
-        if not (finite_number(t) and 1e-3 <= t <= 1e3):
+        if not (finite_number(t) and TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]):
             shown = repr(t) if finite_number(t) or not isinstance(t, int) else "a huge integer"
             raise ValueError(f"calibration temperature must be from 0.001 to 1000, not {shown}")
         return
@@ -132,8 +135,18 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike) -> float:
         # log(1 + e^s) - y * s, computed stably
         return float(np.mean(np.logaddexp(0.0, s) - y * s))
 
-    best = minimize_scalar(loss, bounds=(math.log(1e-3), math.log(1e3)), method="bounded")
+    low, high = TEMPERATURE_RANGE
+    best = minimize_scalar(loss, bounds=(math.log(1 / high), math.log(1 / low)), method="bounded")
     return float(math.exp(-best.x))
+
+
+def temperature_at_bound(temperature: float, tolerance: float = 0.01) -> bool:
+    """Whether a fitted temperature sits at an end of :data:`TEMPERATURE_RANGE` (within
+    ``tolerance`` in log terms): the log loss kept falling past it, so the data asked for a
+    model that answers 0.5 to everything (or for one that never doubts)."""
+    low, high = (math.log(b) for b in TEMPERATURE_RANGE)
+    t = math.log(temperature)
+    return t <= low + tolerance * (high - low) or t >= high - tolerance * (high - low)
 
 
 def fit_isotonic(probabilities: ArrayLike, labels: ArrayLike) -> tuple[list[float], list[float]]:
