@@ -24,6 +24,7 @@ def calibrate_command(
         str,
         typer.Argument(
             help="Bundled model name, .safetensors path or ensemble (a+b, or a .json card).",
+            metavar="MODEL",
             show_default=False,
         ),
     ],
@@ -31,6 +32,7 @@ def calibrate_command(
         Path,
         typer.Argument(
             help="Validation folder with real/ and fake/ (or df/): never the test data.",
+            metavar="DATA",
             show_default=False,
         ),
     ],
@@ -41,12 +43,16 @@ def calibrate_command(
             "-o",
             help="Where to write the calibrated model: .safetensors (a model; the weights are "
             "copied) or .json (an ensemble card).",
+            metavar="FILE",
             show_default=False,
         ),
     ],
     method: Annotated[
         str,
-        typer.Option(help="temperature (one number, keeps the ranking) or isotonic (a map)."),
+        typer.Option(
+            help="temperature (one number, keeps the ranking) or isotonic (a map).",
+            metavar="METHOD",
+        ),
     ] = "temperature",
     faces: FacesOption = "detect",
     frames: FramesOption = 32,

@@ -315,7 +315,7 @@ def _train_sources(
     the training sources in order, plus every --holdout."""
     import dataclasses
 
-    from mesonet.training.sources import SourceSpec, load_sources
+    from mesonet.training.sources import SourceSpec, check_sources, load_sources
 
     if data:
         sources = [SourceSpec(str(d)) for d in data]
@@ -336,6 +336,7 @@ def _train_sources(
         given = iter(values)
         sources = [s if s.holdout else dataclasses.replace(s, weight=next(given)) for s in sources]
     sources += [SourceSpec(str(h), holdout=True) for h in holdout or []]
-    if not any(not s.holdout for s in sources):
+    if not sources:
         raise typer.BadParameter("no training data: give DATA, or a --config file with [[sources]]")
+    check_sources(sources)  # every source a holdout: says so (one line, exit 2)
     return sources

@@ -8,9 +8,9 @@ the weights, or a path): see :mod:`mesonet.models.ensemble`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -22,14 +22,25 @@ from mesonet.errors import ModelError
 from mesonet.models.card import (
     ENSEMBLE_ARCH,
     MAX_CARD_BYTES,
+    MAX_MEMBERS,
     ModelCard,
     normalization_text,
+    shown,
     tensors_sha256,
 )
 from mesonet.models.efficientnet import EfficientNetLite0
 from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
 from mesonet.models.meso4 import Meso4, Meso4W, MesoNet, Preprocess
 from mesonet.models.mesoinception4 import MesoInception4
+from mesonet.models.references import (
+    ENSEMBLE_SUFFIX,
+    bundled_models,
+    cycle_text,
+    default_model_name,
+    file_kind,
+    locate,
+    relative_members,
+)
 from mesonet.models.video_models import (
     Meso4Video,
     TemporalConv,
@@ -47,8 +58,8 @@ ARCHITECTURES: dict[str, type[MesoNet]] = {
     "temporal_conv": TemporalConv,
 }
 CARD_KEY = "model_card"
-WEIGHTS_SUFFIX = ".safetensors"
-ENSEMBLE_SUFFIX = ".json"
+MAX_CYCLE_CARDS = 64
+"""Most ensemble cards read while looking for a cycle among them."""
 
 
 def create_model(
@@ -89,34 +100,11 @@ def create_model_for(card: ModelCard) -> MesoNet:
     return create_model(card.arch, card.input_size, card.mean, card.std)
 
 
-def _weights_dir() -> Path:
-    return Path(str(resources.files("mesonet.models") / "weights"))
-
-
-def bundled_models() -> dict[str, Path]:
-    """Names of the models shipped in the package (weights and ensemble cards), mapped to
-    their files."""
-    folder = _weights_dir()
-    if not folder.is_dir():
-        return {}
-    files = [*folder.glob("*" + WEIGHTS_SUFFIX), *folder.glob("*" + ENSEMBLE_SUFFIX)]
-    return {p.name.removesuffix(p.suffix): p for p in sorted(files, key=lambda p: p.name)}
-
-
 def list_models() -> list[ModelCard]:
     """Model cards of every bundled model, default first."""
     cards = [read_card(path) for path in bundled_models().values()]
     default = default_model_name()
     return sorted(cards, key=lambda c: (c.name != default, c.name))
-
-
-def default_model_name() -> str | None:
-    """The model `predict`, `evaluate` and the API use when none is named."""
-    names = bundled_models()
-    for preferred in ("ensemble.dfdc-f2f-paper", "meso4.mix", "meso4.dfdc"):
-        if preferred in names:
-            return preferred
-    return next(iter(names), None)
 
 
 def save_model(
@@ -181,16 +169,22 @@ def _read_ensemble_card(path: Path) -> ModelCard:
 
 
 def save_ensemble(card: ModelCard, path: str | Path) -> ModelCard:
-    """Write an ensemble card (JSON) atomically."""
+    """Write an ensemble card (JSON) atomically, its members' paths relative to it (see
+    :func:`~mesonet.models.references.relative_members`); ``card`` itself is not changed."""
     card.check()
     path = Path(path)
+    written = dataclasses.replace(card, members=relative_members(card.members, path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_output(path, card.to_json() + "\n", "ensemble card")
+    write_output(path, written.to_json() + "\n", "ensemble card")
     return card
 
 
 def resolve_model_path(name_or_path: str | Path | None) -> Path:
     """The weights file meant by a bundled name, a path, or None (the default model)."""
+    return _resolve(name_or_path)[0]
+
+
+def _resolve(name_or_path: str | Path | None) -> tuple[Path, str]:
     if name_or_path is None:
         name_or_path = default_model_name()
         if name_or_path is None:
@@ -198,19 +192,7 @@ def resolve_model_path(name_or_path: str | Path | None) -> Path:
                 "no bundled model is installed: pass --model PATH.safetensors "
                 "(see `mesonet import-keras` to convert the authors' weights)"
             )
-    candidate = Path(name_or_path)
-    if candidate.suffix in (WEIGHTS_SUFFIX, ENSEMBLE_SUFFIX) or candidate.exists():
-        if not candidate.is_file():
-            raise ModelError(f"model file not found: {candidate}")
-        return candidate
-    names = bundled_models()
-    if str(name_or_path) in names:
-        return names[str(name_or_path)]
-    known = ", ".join(names) or "none"
-    raise ModelError(
-        f"unknown model {str(name_or_path)!r}: bundled models are {known}; "
-        "or give the path of a .safetensors file"
-    )
+    return locate(str(name_or_path))
 
 
 def load_model(
@@ -227,21 +209,108 @@ def load_model(
     sha256 digest, and a card without a digest is refused unless ``trust_unverified`` (the
     model is then marked ``model.unverified = True``, and every record it scores says so; an
     ensemble is unverified when one of its members is).
+
+    An ensemble has at most :data:`~mesonet.models.card.MAX_MEMBERS` members, none an
+    ensemble itself (cards that list each other are named as a cycle); a card's members are
+    read from its own folder, and each distinct file is loaded once. In the loaded card,
+    members are named by their references (bundled names or absolute paths).
     """
+    loader = _Loader(verify, trust_unverified)
     text = None if name_or_path is None else str(name_or_path)
-    if text is not None and is_ensemble_name(text) and not Path(text).exists():
+    if text is not None and is_ensemble_name(text) and not file_kind(Path(text)):
         parts = [p.strip() for p in text.split(SEPARATOR)]
         if not all(parts):
-            raise ModelError(f"{text!r}: an ensemble is model names joined by '+', as a+b")
-        members = [_load_member(p, verify, trust_unverified) for p in parts]
+            raise ModelError(f"{shown(text)}: an ensemble is model names joined by '+', as a+b")
+        if len(parts) > MAX_MEMBERS:
+            raise ModelError(
+                f"{shown(text)}: an ensemble has at most {MAX_MEMBERS} members, not {len(parts)}"
+            )
+        members = [loader.member(p) for p in parts]
         card = ensemble_card(text, members, [1.0] * len(members))
         return Ensemble(members, [1.0] * len(members), card).eval()
-    path = resolve_model_path(name_or_path)
+    path, reference = _resolve(name_or_path)
     card = read_card(path)
     if card.arch == ENSEMBLE_ARCH:
-        members = [_load_member(m["model"], verify, trust_unverified) for m in card.members]
-        weights = [float(m.get("weight", 1.0)) for m in card.members]
+        return loader.ensemble(path, card)
+    return loader.single(path, reference, card)
+
+
+class _Loader:
+    """One :func:`load_model` call: each distinct file loaded once, cycles named."""
+
+    def __init__(self, verify: bool, trust_unverified: bool) -> None:
+        self.verify = verify
+        self.trust_unverified = trust_unverified
+        self.loaded: dict[Path, MesoNet] = {}
+
+    def single(self, path: Path, reference: str, card: ModelCard) -> MesoNet:
+        key = path.resolve()
+        if key not in self.loaded:
+            model = _load_weights(path, card, self.verify, self.trust_unverified)
+            model.source = reference  # how ensemble cards name it (see ensemble_card)
+            self.loaded[key] = model
+        return self.loaded[key]
+
+    def member(self, name: str, card_path: Path | None = None) -> MesoNet:
+        """Member ``name`` of the card at ``card_path`` (None: of an ``a+b`` ensemble)."""
+        base = None if card_path is None else card_path.parent
+        where = "" if card_path is None else f"{card_path}: member {shown(name)}: "
+        candidate = Path(name) if base is None else base / name
+        if is_ensemble_name(name) and not file_kind(candidate):
+            raise ModelError(f"{where}{name}: an ensemble cannot be a member of another ensemble")
+        try:
+            path, reference = locate(name, base)
+            card = read_card(path)
+        except ModelError as exc:
+            raise ModelError(f"{where}{exc}") from None
+        if card.arch == ENSEMBLE_ARCH:
+            cycle = None if card_path is None else _find_cycle(card_path, path)
+            if cycle:
+                raise ModelError(f"{card_path}: its members form a cycle: {cycle_text(cycle)}")
+            raise ModelError(f"{where}{name}: an ensemble cannot be a member of another ensemble")
+        return self.single(path, reference, card)
+
+    def ensemble(self, path: Path, card: ModelCard) -> Ensemble:
+        members = [self.member(m["model"], path) for m in card.members]
+        weights = [m.get("weight", 1.0) for m in card.members]
+        card.members = [
+            {**m, "model": model.source} for m, model in zip(card.members, members, strict=True)
+        ]
         return Ensemble(members, weights, card).eval()
+
+
+def _find_cycle(top: Path, first: Path) -> list[Path] | None:
+    """Ensemble cards from ``top`` through its member ``first`` back to one already on the
+    chain (a card listing itself: ``[a, a]``), or None. Reads each card once, at most
+    :data:`MAX_CYCLE_CARDS` of them, and no weights."""
+    seen: set[Path] = set()
+
+    def walk(chain: list[Path]) -> list[Path] | None:
+        path = chain[-1]
+        if path in chain[:-1]:
+            return chain[chain.index(path) :]
+        if path in seen or len(seen) >= MAX_CYCLE_CARDS:
+            return None
+        seen.add(path)
+        try:
+            card = read_card(path)
+        except ModelError:
+            return None
+        for member in card.members if card.arch == ENSEMBLE_ARCH else ():
+            try:
+                following, _ = locate(member["model"], path.parent)
+            except ModelError:
+                continue
+            found = walk([*chain, following.resolve()])
+            if found:
+                return found
+        return None
+
+    return walk([top.resolve(), first.resolve()])
+
+
+def _load_weights(path: Path, card: ModelCard, verify: bool, trust_unverified: bool) -> MesoNet:
+    """The single model in the weights file ``path`` whose card is ``card``."""
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -282,13 +351,6 @@ def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise ModelError(f"{path}: weights hold NaN or infinite values ({shown}): refusing them")
-
-
-def _load_member(name: str, verify: bool, trust_unverified: bool) -> MesoNet:
-    model = load_model(name, verify=verify, trust_unverified=trust_unverified)
-    if isinstance(model, Ensemble):
-        raise ModelError(f"{name}: an ensemble cannot be a member of another ensemble")
-    return model
 
 
 def _check_state(model: MesoNet, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -8,7 +8,9 @@ from ``(seed, epoch)`` at every epoch start (:func:`epoch_seed`, :func:`seed_eve
 from __future__ import annotations
 
 import math
+import pickle
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,14 +73,45 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     arbitrary objects."""
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise TrainingError(f"{path} is not a file, so not a checkpoint to resume from")
         raise TrainingError(f"no checkpoint to resume from: {path} not found")
+    if path.stat().st_size == 0:
+        raise TrainingError(f"{path} is empty (0 bytes): not a mesonet checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
-        raise TrainingError(f"{path}: not a readable mesonet checkpoint ({exc})") from None
+        raise TrainingError(f"{path}: {_load_error(exc)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not a mesonet training checkpoint")
+    missing = [key for key in _PAYLOAD_KEYS if key not in ckpt]
+    if missing or not isinstance(ckpt["config"], dict):
+        what = f"it has no {', '.join(missing)}" if missing else "its config is not a table"
+        raise TrainingError(f"{path}: a damaged mesonet checkpoint ({what})")
     return ckpt
+
+
+_PAYLOAD_KEYS = (
+    *("epoch", "step", "model", "optimizer", "scheduler", "best_auc", "best_epoch"),
+    *("bad_epochs", "best_metrics", "history", "config", "rng"),
+)
+
+
+def _load_error(exc: Exception) -> str:
+    """Why ``torch.load`` refused a file, in one line, without torch's advice to load it with
+    ``weights_only=False`` (which would run whatever code the file holds)."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return (
+            "it holds objects other than tensors and plain containers, which are never "
+            "unpickled (that could run code): not a mesonet checkpoint"
+        )
+    first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().split("\n")[0]
+    first = first.split(". ")[0].rstrip(".")
+    if "weights_only" in first or not first:
+        first = type(exc).__name__
+    elif len(first) > 160:
+        first = first[:157] + "..."
+    return f"damaged, or not a PyTorch file ({first})"
 
 
 def checkpoint_config(out_dir: str | Path) -> TrainConfig:
