@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -36,20 +37,28 @@ CSV_COLUMNS = (
 )
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_LOOKS_ESCAPED = re.compile(r"\\(?=x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
 def safe_text(text: str) -> str:
     """``text`` as valid Unicode: undecodable bytes of a file name (which Python keeps as
-    lone surrogates, see :func:`os.fsdecode`) become ``\\xNN`` escapes, so the record can be
-    written as UTF-8 JSON, CSV or a table. Names that are valid UTF-8 are unchanged."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that no undecodable byte makes
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
+    lone surrogates, see :func:`os.fsdecode`) become ``\\xNN`` escapes (other lone
+    surrogates ``\\uNNNN``), so the record can be written as UTF-8 JSON, CSV or a table.
+
+    Lossless: two different names never give the same text (a record's path is the key a
+    scan resumes by). A backslash that would read as such an escape (``\\xff`` written in
+    the name itself) is written ``\\x5c``; every other character, backslashes included, is
+    kept as it is, so names that are valid UTF-8 and hold no ``\\xNN`` read unchanged.
+    """
+    if "\\" in text:
+        text = _LOOKS_ESCAPED.sub(r"\\x5c", text)
+    return _SURROGATE.sub(_escape, text)
 
 
 @dataclass

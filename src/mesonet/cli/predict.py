@@ -199,12 +199,30 @@ def scan_command(
     max_frame_mp: MaxFrameOption = 8.3,
     max_seconds: MaxSecondsOption = 300.0,
     max_memory_mb: MaxMemoryOption = 2048.0,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Discard the records FILE holds and scan everything again (needed when its "
+            "records were made with another model or other settings).",
+        ),
+    ] = False,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors",
+            help="Analyse again the inputs whose record in FILE is an error (after repairing "
+            "them); the new record replaces the error.",
+        ),
+    ] = False,
 ) -> None:
     """Scan a whole collection into one results file, on this machine or a Ray cluster.
 
     Writes one record per input (as predict --format jsonl), appended and flushed as work
-    finishes, so an interrupted scan resumes where it stopped when rerun. Exit code 0 when
-    every input has a record that is not an error, 1 otherwise, 2 on a usage error.
+    finishes, so an interrupted scan resumes where it stopped when rerun. The model and the
+    settings are kept beside FILE (FILE.settings.json): a rerun with others is refused unless
+    --restart. Exit code 0 when every input has a record that is not an error, 1 otherwise,
+    2 on a usage error.
     """
     from mesonet.scan import ENGINES, scan
 
@@ -237,6 +255,8 @@ def scan_command(
             trust_unverified=trust_unverified,
             limits=analysis_limits(max_frame_mp, max_seconds, max_memory_mb),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            restart=restart,
+            retry_errors=retry_errors,
         )
     _print_scan_summary(summary)
     raise typer.Exit(EXIT_FAILED_INPUTS if summary.failed or summary.lost else EXIT_OK)
@@ -279,5 +299,12 @@ def _print_scan_summary(summary) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    if summary.retried:
+        err.print(f"{summary.retried} inputs with error records analysed again", highlight=False)
     if summary.failed:
-        err.print(f"[red]{summary.failed} inputs have error records[/] (see {summary.output})")
+        err.print(
+            f"[red]{summary.failed} inputs have error records[/] (see {summary.output}); "
+            "repair them and rerun with --retry-errors to analyse them again",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -8,7 +8,11 @@
 
 The output holds one record per input (the schema in docs/architecture.md), appended and
 flushed as work finishes; a rerun skips the inputs it already holds, so an interrupted scan
-resumes where it stopped and a finished one is left as it is. The local engine never imports Ray.
+resumes where it stopped and a finished one is left as it is. The settings the records were
+made with (model weights and card, faces, threshold, frames...) are kept beside the output
+(:mod:`mesonet.scan.state`): a rerun with other ones is refused unless it restarts, and
+``retry_errors`` analyses the inputs whose record is an error again. The local engine never
+imports Ray.
 """
 
 from __future__ import annotations
@@ -21,9 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesonet.destinations import OutputError, check_output_file
 from mesonet.errors import MesonetError
 from mesonet.scan.analyse import DetectorSpec, analyse
-from mesonet.scan.sources import list_source, pending, read_manifest, record_path, work_units
+from mesonet.scan.sources import (
+    absolute,
+    list_source,
+    pending,
+    read_manifest,
+    record_path,
+    work_units,
+)
+from mesonet.scan.state import check_resume, scan_settings, write_settings
 from mesonet.scan.writers import (
     existing_records,
     open_writer,
@@ -60,6 +73,7 @@ class ScanSummary:
     statuses: dict[str, int] = field(default_factory=dict)  # this run's records by status
     failed: int = 0  # inputs of the source whose record (old or new) is an error
     lost: list[str] = field(default_factory=list)  # inputs left without a record: rerun
+    retried: int = 0  # inputs whose error record this run analysed again (retry_errors)
     seconds: float = 0.0
     first_record_s: float | None = None  # start-up: seconds until the first record arrived
 
@@ -80,6 +94,8 @@ def scan(
     address: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    restart: bool = False,
+    retry_errors: bool = False,
     **detector_options: Any,
 ) -> ScanSummary:
     """Analyse every input of ``source`` that ``output`` has no record of yet.
@@ -95,12 +111,16 @@ def scan(
         address: the Ray cluster to join (ray engine; default: start one on this machine).
         workers: Ray actors analysing files (ray engine; default: one per cluster CPU).
         progress: called after each write with (written, to do).
+        restart: discard the records ``output`` holds and scan everything again (needed to
+            scan into an output made with other settings).
+        retry_errors: analyse again the inputs whose record is an error (the new record
+            replaces it).
         detector_options: passed to :class:`~mesonet.pipeline.Detector` (``faces``,
             ``frames``, ``fps``, ``aggregate``, ``threshold``, ``batch_size``, ...).
 
     Raises:
         MesonetError: an unusable source, output, engine or option (before any work), or an
-            output holding another model's results.
+            output holding results made with another model or other settings.
     """
     if engine not in ENGINES:
         raise MesonetError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -112,6 +132,7 @@ def scan(
         raise MesonetError("address is for the ray engine (a Ray cluster to join)")
     output = Path(output)
     output_format(output)
+    check_output_file(output, "results file", inputs=[source])
     if root is not None and not Path(root).is_dir():
         raise MesonetError(f"root {root} is not an existing folder")
     if "annotate_dir" in detector_options:
@@ -119,19 +140,23 @@ def scan(
     spec = DetectorSpec.create(model, **detector_options)
     detector = spec.build()  # checks the model and options here, before any work
     items = list_source(source, recursive=recursive, root=root)
+    _refuse_inputs_as_output(output, items)
+    settings = scan_settings(detector)
     writer = open_writer(output)  # locks the output first: no other scan appends meanwhile
     statuses: Counter[str] = Counter()
     seen: set[str] = set()
     first: list[float] = []  # when the first record arrived
     try:
         existing = existing_records(output)
-        models = {m for _, m in existing.values() if m}
-        if models - {detector.model_name}:
-            raise MesonetError(
-                f"{output} holds results of {', '.join(sorted(models))}, not of "
-                f"{detector.model_name}: scan into another output (or use that model)"
-            )
-        todo = pending(items, existing)
+        if existing:
+            models = {m for _, m in existing.values() if m}
+            check_resume(output, models, settings, restart=restart)
+        if restart and existing:
+            writer.discard()
+            existing = {}
+        write_settings(output, settings)  # before the first record
+        retry = {p for p, (status, _) in existing.items() if retry_errors and status == "error"}
+        todo = pending(items, set(existing) - retry)
         start = time.perf_counter()
 
         def emit(records: list[dict[str, Any]]) -> None:
@@ -155,10 +180,14 @@ def scan(
             from mesonet.scan.local import run_local
 
             run_local(detector, todo, emit)
+        if retry:
+            writer.compact()  # one record per input: the retried ones replace their errors
     finally:
         writer.close()
     earlier_errors = sum(
-        1 for item in items if existing.get(record_path(item.path), ("", ""))[0] == "error"
+        1
+        for item in items
+        if existing.get(key := record_path(item.path), ("", ""))[0] == "error" and key not in retry
     )
     return ScanSummary(
         output=output,
@@ -171,4 +200,18 @@ def scan(
         lost=[path for item in todo if (path := record_path(item.path)) not in seen],
         seconds=time.perf_counter() - start,
         first_record_s=first[0] - start if first else None,
+        retried=len(retry & {record_path(item.path) for item in items}),
     )
+
+
+def _refuse_inputs_as_output(output: Path, items: list[Any]) -> None:
+    """Refuse (exit 2) an output, or its Parquet journal, that the source lists as an input."""
+    from mesonet.scan.writers import journal_path
+
+    listed = {item.path for item in items}
+    for target in (output, journal_path(output)):
+        if absolute(target) in listed:
+            raise OutputError(
+                f"the results file {target} is one of the scan's inputs: writing it would "
+                "destroy it; give another name"
+            )
