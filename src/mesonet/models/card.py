@@ -115,7 +115,7 @@ class ModelCard:
             elif f.name == "input_size":
                 if not (type(value) is int and 0 < value <= MAX_INPUT_SIZE):
                     raise ValueError(
-                        f"input_size must be an integer from 1 to {MAX_INPUT_SIZE}, "
+                        f"input_size must be a positive integer (at most {MAX_INPUT_SIZE}), "
                         f"not {shown(value)}"
                     )
             elif f.name in ("mean", "std"):
