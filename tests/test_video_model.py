@@ -187,3 +187,50 @@ def test_temporal_sbi_changes_pixels_only_inside_the_mask_and_varies_across_fram
 def test_self_blends_are_refused_on_anything_but_rgb_uint8():
     with pytest.raises(ValueError, match="RGB uint8"):
         temporal_self_blend([np.zeros((8, 8), np.uint8)], np.random.default_rng(0))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_train_video_trains_a_head_on_cached_clips_and_resumes(tmp_path, monkeypatch):
+    """A folder of 8 clips whose faces are already cached (no detector runs): the head
+    trains, validates on clips held out by identity, and writes a loadable card."""
+    from mesonet.training.video_train import VideoTrainConfig, train_video
+    from mesonet.training.videos import CACHE_VERSION, _digest
+    from tests.conftest import make_video
+
+    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "clips"
+    rng = np.random.default_rng(0)
+    rows = ["path,label,method,identities,frames"]
+    for i in range(8):
+        label = "fake" if i % 2 else "real"
+        (data / label).mkdir(parents=True, exist_ok=True)
+        video = make_video(data / label / f"c{i}.mp4", 2, size=(32, 32))
+        rows.append(f"clips/{label}/c{i}.mp4,{label},x,{100 + i // 2},32")
+        out = tmp_path / "cache" / "video-faces" / f"v{CACHE_VERSION}-f32"
+        out = out / f"c{i}.{_digest(video)[:16]}"
+        out.mkdir(parents=True)
+        face = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)  # small: quick to code
+        for k in range(28):  # 28 frames: 5 windows of 24
+            cv2.imwrite(str(out / f"{k:05d}.png"), np.roll(face, k * (1 + i % 2), axis=1))
+        (out / "done.json").write_text("{}")
+    (data / "manifest.csv").write_text("\n".join(rows) + "\n")
+    frame_model = tmp_path / "frame.safetensors"
+    torch.manual_seed(0)
+    save_model(create_model("meso4"), frame_model, ModelCard(name="meso4.frame", arch="meso4"))
+    config = VideoTrainConfig(
+        data=str(data), out=str(tmp_path / "run"), frame_model=str(frame_model),
+        augmented=1, blended=1, epochs=2, steps=2, batch_size=4, val_fraction=0.3,
+    )  # fmt: skip
+    lines: list[str] = []
+    best = train_video(config, "test", log=lines.append)
+    model = load_model(best)
+    assert model.arch == "temporal_conv" and model.card.sequence["frames"] == 24
+    assert model.card.sequence["frame_model"]["name"] == "meso4.frame"
+    assert model.card.metrics["auc"] is not None and "split" in model.card.training
+    assert any("validation clips" in line for line in lines)
+    config.epochs = 3
+    lines.clear()
+    train_video(config, "test", log=lines.append, resume=True)  # continues at epoch 3
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch 3"]

@@ -19,6 +19,7 @@ from mesonet.cli.models import import_keras_command, models_command
 from mesonet.cli.predict import predict_command, scan_command
 from mesonet.cli.serve import serve_command
 from mesonet.cli.train import train_command
+from mesonet.cli.train_video import train_video_command
 from mesonet.clihelp import HelpCommand, HelpGroup
 from mesonet.errors import MesonetError
 
@@ -36,6 +37,7 @@ app.command("predict", cls=HelpCommand)(predict_command)
 app.command("evaluate", cls=HelpCommand)(evaluate_command)
 app.command("calibrate")(calibrate_command)
 app.command("train", cls=HelpCommand)(train_command)
+app.command("train-video", cls=HelpCommand)(train_video_command)
 app.command("scan", cls=HelpCommand)(scan_command)
 app.command("serve", cls=HelpCommand)(serve_command)
 
