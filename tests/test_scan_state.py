@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mesonet.cli import main
+from mesonet.destinations import OutputError
 from mesonet.errors import MesonetError
 from mesonet.models import ModelCard, create_model, load_model, save_model
 from mesonet.models.card import tensors_sha256
@@ -139,6 +140,14 @@ def test_an_unreadable_settings_record_is_refused_with_a_way_out(model, pngs, tm
     with pytest.raises(MesonetError, match="--restart"):
         scan(pngs, out, model=model, **FAST)
     assert scan(pngs, out, model=model, restart=True, **FAST).written == 6
+
+
+def test_a_fifo_at_the_settings_name_is_refused_before_work(model, pngs, tmp_path):
+    out = tmp_path / "o.jsonl"
+    os.mkfifo(settings_path(out))
+    with pytest.raises(OutputError, match="not a regular file"):
+        scan(pngs, out, model=model, **FAST)
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------- item 16

@@ -36,7 +36,7 @@ from mesonet.scan.sources import (
     record_path,
     work_units,
 )
-from mesonet.scan.state import check_resume, scan_settings, write_settings
+from mesonet.scan.state import check_resume, scan_settings, settings_path, write_settings
 from mesonet.scan.writers import (
     existing_records,
     open_writer,
@@ -133,6 +133,7 @@ def scan(
     output = Path(output)
     output_format(output)
     check_output_file(output, "results file", inputs=[source])
+    check_output_file(settings_path(output), "scan settings", inputs=[source])
     if root is not None and not Path(root).is_dir():
         raise MesonetError(f"root {root} is not an existing folder")
     if "annotate_dir" in detector_options:

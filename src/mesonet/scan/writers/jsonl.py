@@ -148,10 +148,12 @@ class JsonlWriter:
         """Keep the last record of each path (a retried input's replaces its error): the
         file is rewritten whole beside and renamed over, then reopened and locked again."""
         self.sync()
-        last = {r["path"]: r for r in read_jsonl(self.path)}
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in last.values())
+        last = {r["path"]: n for n, r in enumerate(read_jsonl(self.path))}  # two passes: only
+        keep = set(last.values())  # a number a path is held in memory, not every record
         with replacing(self.path, "results file") as handle:
-            handle.write(data.encode("utf-8"))
+            for n, record in enumerate(read_jsonl(self.path)):
+                if n in keep:
+                    handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         old, self._fh = self._fh, self._open()
         with contextlib.suppress(OSError):
             old.close()
