@@ -123,6 +123,20 @@ def test_a_source_name_follows_the_card_rules():
         SourceSpec("data", weight=math.inf)
 
 
+def test_train_checks_the_config_and_the_cards_name_before_reading_data(tmp_path, no_data_read):
+    from mesonet.training import train
+
+    (tmp_path / "data").mkdir()
+    config = TrainConfig()
+    config.lr = math.inf  # changed after it was made: train() checks it again
+    with pytest.raises(TrainingError, match="lr must be a finite number"):
+        train(tmp_path / "data", tmp_path / "run", config)
+    # no name given: the card would be called "meso4.<folder>", which it must accept
+    with pytest.raises(TrainingError, match="card's name .* would be refused .*control"):
+        train(tmp_path / "data", tmp_path / "run\nx", TrainConfig())
+    assert not (tmp_path / "run\nx").exists()
+
+
 # --------------------------------------------------------------------------- files
 
 

@@ -31,7 +31,7 @@ def run_card(
     names = ", ".join(s.label for s in trained_on)
     held = [s.label for s in sources if s.holdout]
     return ModelCard(
-        name=config.name or f"{config.arch}.{out_dir.name}",
+        name=config.card_name(out_dir),
         arch=config.arch,
         description=(
             f"{config.arch} trained with `mesonet train` on {names}"

@@ -8,6 +8,7 @@ TOML has no null, so ``0`` means "all" for ``max_train``/``max_val`` and "every 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -159,6 +160,18 @@ class TrainConfig:
                 raise TrainingError(f"name {shown(self.name)} cannot name a model: {exc}") from None
         if self.init and not self.init.strip():
             raise TrainingError("init is blank: give a model, a .h5 file, imagenet, or nothing")
+
+    def card_name(self, out_dir: str | Path) -> str:
+        """The name the run's model card will carry: ``name``, else ``<arch>.<out folder
+        name>``; :class:`TrainingError` when the card would refuse it (checked before any
+        data is read, not after the last epoch)."""
+        name = self.name or f"{self.arch}.{Path(os.path.abspath(out_dir)).name}"
+        try:
+            return check_name(name)
+        except ValueError as exc:
+            raise TrainingError(
+                f"the model card's name {shown(name)} would be refused ({exc}): set name"
+            ) from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-friendly values."""

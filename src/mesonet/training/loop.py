@@ -156,10 +156,12 @@ def train(
     recorded in the model card. Returns where the files went and the best epoch.
     """
     config = config or TrainConfig()
+    config.validate()  # again: a config's fields may have been changed since it was made
     reporter = reporter or TrainReporter()
     sources = as_sources(data)
     check_sources(sources)
     out_dir = Path(out_dir)
+    config.card_name(out_dir)
     inputs = [Path(s.path) for s in sources]
     if config.init and Path(config.init).exists():  # a file, not a bundled name
         inputs.append(Path(config.init))
