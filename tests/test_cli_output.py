@@ -16,7 +16,17 @@ from mesonet.cli import app, main
 from mesonet.inputs import sample_paths
 from mesonet.output import shorten_path
 
-COMMANDS = ["", "models", "import-keras", "predict", "evaluate", "train", "scan", "serve"]
+COMMANDS = [
+    "",
+    "models",
+    "import-keras",
+    "predict",
+    "evaluate",
+    "calibrate",
+    "train",
+    "scan",
+    "serve",
+]
 PANEL = re.compile(r"^[│╭╰┃┏┗┡└]")
 
 
