@@ -189,6 +189,174 @@ def test_self_blends_are_refused_on_anything_but_rgb_uint8():
         temporal_self_blend([np.zeros((8, 8), np.uint8)], np.random.default_rng(0))
 
 
+# --------------------------------------------------------------------------- records, API
+
+
+class _Faces:
+    """A stand-in face detector: a face at the left on every frame, a second face at the
+    right while the frame's top-right corner is bright (the first frames only)."""
+
+    def detect(self, images):
+        from mesonet.faces import Face
+
+        found = []
+        for image in images:
+            faces = [Face((30.0, 60.0, 110.0, 110.0), (), 0.99)]
+            if image[:20, -20:].mean() > 128:
+                faces.append(Face((180.0, 60.0, 100.0, 100.0), (), 0.98))
+            found.append(faces)
+        return found
+
+
+class _Redness(torch.nn.Module):
+    """Frame stand-in: fake probability from how much redder than green a crop is."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        p = ((x[:, 0].mean(dim=(1, 2)) - x[:, 1].mean(dim=(1, 2))) * 2 + 0.5).clamp(0.01, 0.99)
+        return torch.log(p / (1 - p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+@pytest.fixture(scope="module")
+def two_track_video(tmp_path_factory) -> Path:
+    """40 frames at 10 fps: a face throughout, a second one in frames 0-4 only."""
+    from tests.conftest import make_video
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(40):
+        frame = np.full((240, 320, 3), 60, np.uint8)
+        frame[60:170, 30:140] = rng.integers(0, 256, (110, 110, 3), dtype=np.uint8)
+        if i < 5:
+            frame[:20, -20:] = 255
+        frames.append(frame)
+    return make_video(tmp_path_factory.mktemp("two-tracks") / "clip.mp4", frames, fps=10.0)
+
+
+@pytest.fixture(scope="module")
+def video_model_file(tmp_path_factory) -> Path:
+    head, card = _meso_head()
+    path = tmp_path_factory.mktemp("video-model") / "temporal_conv.test.safetensors"
+    save_model(head, path, card)
+    return path
+
+
+def _detector(video_model, rule: str = "mean"):
+    from mesonet.pipeline import Detector
+
+    return Detector(
+        _Redness(),
+        backend="torch",
+        face_detector=_Faces(),
+        frames=8,
+        video_model=video_model,
+        video_rule=rule,
+        video_windows=1,
+    )
+
+
+def test_only_a_track_with_24_consecutive_frames_gets_temporal_probability(
+    two_track_video, video_model_file
+):
+    result = _detector(video_model_file).predict(two_track_video)
+    assert result.status == "ok", result.error
+    record = result.to_dict()
+    long, short = sorted(record["tracks"], key=lambda t: -t["frames"])
+    assert long["frames"] >= 24 and short["frames"] < 24
+    assert 0.0 <= long["temporal_probability"] <= 1.0 and long["temporal_windows"] == 1
+    assert "temporal_probability" not in short and short["evidence"] == "frames"
+    assert short["fake_probability"] == short["frame_probability"]  # keeps its frame score
+    assert record["video_model"] == "temporal_conv.test" and record["video_rule"] == "mean"
+    assert record["evidence"] in ("frames", "frames+temporal")
+    # 8 evenly sampled frames and one run of 24 consecutive ones
+    assert record["frames_analyzed"] == len(
+        {*range(8, 32), *(int((k + 0.5) * 5) for k in range(8))}
+    )
+
+
+def test_the_video_rule_selects_the_evidence(two_track_video, video_model_file):
+    from mesonet.errors import MesonetError
+    from mesonet.pipeline import Detector
+
+    frames_only = _detector(video_model_file, "frames").predict(two_track_video)
+    temporal = _detector(video_model_file, "temporal").predict(two_track_video)
+    plain = Detector(_Redness(), backend="torch", face_detector=_Faces(), frames=8)
+    assert "video_model" not in plain.predict(two_track_video).to_dict()  # unchanged without
+    long_f = max(frames_only.tracks, key=lambda t: t.frames)
+    long_t = max(temporal.tracks, key=lambda t: t.frames)
+    assert long_f.fake_probability == long_f.frame_probability and long_f.evidence == "frames"
+    assert long_t.evidence == "temporal"
+    # both thresholds are 0.5 (frame stand-in and video card): the temporal score as it is
+    assert long_t.fake_probability == pytest.approx(long_t.temporal_probability, abs=2e-6)
+    assert temporal.fake_probability == max(
+        t.fake_probability for t in temporal.tracks if t.eligible
+    )
+    with pytest.raises(MesonetError, match="video_rule"):
+        _detector(video_model_file, "max")
+
+
+def test_images_are_unaffected_and_models_are_refused_in_the_wrong_place(
+    video_model_file, tmp_path
+):
+    from mesonet.errors import MesonetError
+    from mesonet.pipeline import Detector
+
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.full((240, 320, 3), 90, np.uint8))
+    with_video = _detector(video_model_file).predict(image).to_dict()
+    assert "video_model" not in with_video and with_video["kind"] == "image"
+    with pytest.raises(MesonetError, match="is a video model"):
+        Detector(video_model_file)
+    with pytest.raises(MesonetError, match="is an image model"):
+        Detector(_Redness(), backend="torch", video_model="meso4.df")
+
+
+def test_the_api_exposes_the_video_model(video_model_file, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from mesonet.inputs import sample_paths
+    from mesonet.models import references
+    from mesonet.serve import create_app
+    from tests.conftest import make_video
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / video_model_file.name).write_bytes(video_model_file.read_bytes())
+    frame_model = tmp_path / "frame.safetensors"
+    torch.manual_seed(0)
+    save_model(create_model("meso4"), frame_model, ModelCard(name="meso4.frame", arch="meso4"))
+    monkeypatch.setattr(references, "_weights_dir", lambda: weights)
+    face = cv2.cvtColor(cv2.imread(str(sample_paths()[-1])), cv2.COLOR_BGR2RGB)
+    framed = cv2.copyMakeBorder(face, 40, 41, 60, 61, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    video = make_video(tmp_path / "clip.mp4", [framed] * 30, fps=10.0)
+    with TestClient(create_app(frame_model, tmp_dir=tmp_path / "up")) as client:
+        listed = client.get("/api/v1/models").json()
+        assert listed["video_models"] == ["temporal_conv.test"]
+        with video.open("rb") as f:
+            answer = client.post(
+                "/api/v1/detect",
+                files={"file": ("clip.mp4", f, "video/mp4")},
+                data={"video_model": "temporal_conv.test", "video_rule": "temporal"},
+            )
+        assert answer.status_code == 200, answer.text
+        record = answer.json()
+        assert record["video_model"] == "temporal_conv.test"
+        assert record["video_rule"] == "temporal" and record["evidence"] == "temporal"
+        assert record["tracks"][0]["temporal_probability"] is not None
+        with video.open("rb") as f:
+            bad = client.post(
+                "/api/v1/detect",
+                files={"file": ("clip.mp4", f, "video/mp4")},
+                data={"video_model": str(video_model_file)},  # never a path
+            )
+        assert bad.status_code == 422 and "bundled video model" in bad.text
+        with video.open("rb") as f:  # the served detector is unchanged by that request
+            plain = client.post("/api/v1/detect", files={"file": ("clip.mp4", f, "video/mp4")})
+        assert "video_model" not in plain.json()
+
+
 # --------------------------------------------------------------------------- training
 
 

@@ -99,6 +99,12 @@ class TrackResult:
     area); ``confidence``: median detector confidence (None when faces were not detected);
     ``fake_probability``: the track's aggregated score; ``eligible``: covers enough of the
     video to decide it (see :mod:`mesonet.video`); ``decisive``: set the video's score.
+
+    With a video model (:mod:`mesonet.pipeline.temporal`), ``fake_probability`` is the
+    frame and temporal evidence combined by the video rule; ``frame_probability`` is the
+    frame evidence, ``temporal_probability`` the video model's (tracks with a window of its
+    frames only; ``temporal_windows`` of them) and ``evidence`` says which decided. Those
+    keys appear in the JSON record only with a video model.
     """
 
     id: int
@@ -109,6 +115,17 @@ class TrackResult:
     fake_probability: float
     eligible: bool = False
     decisive: bool = False
+    frame_probability: float | None = None
+    temporal_probability: float | None = None
+    temporal_windows: int | None = None
+    evidence: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("frame_probability", "temporal_probability", "temporal_windows", "evidence"):
+            if data[key] is None:
+                data.pop(key)
+        return data
 
 
 @dataclass
@@ -131,6 +148,11 @@ class MediaResult:
     # in words, from the model card's verdict bands: likely real / uncertain / likely forged
     # (after the older fields, so positional construction keeps working)
     verdict: Literal["likely real", "uncertain", "likely forged"] | None = None
+    # video only, with a video model: its name, the rule combining frame and temporal
+    # evidence, and the evidence that decided (see mesonet.pipeline.temporal)
+    video_model: str | None = None
+    video_rule: str | None = None
+    evidence: str | None = None
 
     @property
     def is_video(self) -> bool:
@@ -164,7 +186,11 @@ class MediaResult:
             data["frames_analyzed"] = self.frames_analyzed
             data["duration_s"] = self.duration_s
             data["aggregation"] = self.aggregation
-            data["tracks"] = [asdict(t) for t in self.tracks]
+            data["tracks"] = [t.to_dict() for t in self.tracks]
+            if self.video_model is not None:
+                data["video_model"] = self.video_model
+                data["video_rule"] = self.video_rule
+                data["evidence"] = self.evidence
             data["segments"] = [asdict(s) for s in self.segments]
         if self.status == "error":
             data["error"] = None if self.error is None else safe_text(self.error)

@@ -27,6 +27,8 @@ from mesonet.cli.options import (
     TrackShareOption,
     TrackSizeOption,
     TrustOption,
+    VideoModelOption,
+    VideoRuleOption,
     VLimitOption,
     analysis_limits,
     input_limits,
@@ -67,6 +69,8 @@ def evaluate_command(
     ilimit: ILimitOption = None,
     vlimit: VLimitOption = None,
     trust_unverified: TrustOption = False,
+    video_model: VideoModelOption = None,
+    video_rule: VideoRuleOption = "mean",
     max_frame_mp: MaxFrameOption = 8.3,
     max_seconds: MaxSecondsOption = 300.0,
     max_memory_mb: MaxMemoryOption = 2048.0,
@@ -98,6 +102,8 @@ def evaluate_command(
         track_size=track_size,
         backend=backend,
         trust_unverified=trust_unverified,
+        video_model=video_model,
+        video_rule=video_rule,
         limits=analysis_limits(max_frame_mp, max_seconds, max_memory_mb),
     )
     with Progress(console=err, transient=True) as progress:

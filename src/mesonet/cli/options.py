@@ -52,6 +52,27 @@ AggregateOption = Annotated[
         metavar="[mean|vote|confident]",
     ),
 ]
+VideoModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--video-model",
+        help="A video model (bundled name or .safetensors): each face track with 24 "
+        "consecutive analysed frames also gets a temporal_probability, combined with the "
+        "frame score by --video-rule; adds two runs of consecutive frames to each video's "
+        "analysed frames. Images are unaffected.",
+        metavar="NAME|FILE",
+    ),
+]
+VideoRuleOption = Annotated[
+    str,
+    typer.Option(
+        "--video-rule",
+        help="With --video-model, a track's score: frames (frame evidence only), temporal "
+        "(the video model's where it has a window) or mean (both, in log-odds from their "
+        "own thresholds).",
+        metavar="[frames|temporal|mean]",
+    ),
+]
 TrustOption = Annotated[
     bool,
     typer.Option(

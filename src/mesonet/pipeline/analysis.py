@@ -45,6 +45,8 @@ class Analysis:
             is the face and no annotated copy needs the full-size pixels).
         annotate_dir: where annotated copies go (None: none); ``names``: the output names
             given so far (shared by every analysis of a detector, so none is overwritten).
+        temporal: a video model and its rule (:mod:`mesonet.pipeline.temporal`), which then
+            analyses every video; None: frame evidence only.
     """
 
     finder: FaceFinder
@@ -59,6 +61,7 @@ class Analysis:
     crop_on_load: bool = False
     annotate_dir: Path | None = None
     names: dict[str, str] = field(default_factory=dict)
+    temporal: Any = None
 
     @classmethod
     def of(cls, detector: Detector) -> Analysis:
@@ -98,6 +101,7 @@ class Analysis:
             crop_on_load=d.faces == "none" and d.annotate_dir is None,
             annotate_dir=d.annotate_dir,
             names=d._annotated,
+            temporal=d.temporal,
         )
 
     def load(self, path: Path) -> Loaded:
@@ -143,6 +147,8 @@ class Analysis:
         """The record of one video: frames decoded ahead, faces found (or interpolated) and
         scored ``batch_size`` crops at a time, so only a few frames are held at once."""
         clock = clock or self.limits.start()
+        if self.temporal is not None:
+            return self.temporal.video(self, path, clock)
         info, indices, frames = open_video(path, self.frames, self.fps, self.limits, clock)
         try:
             last = indices[-1] if indices else -1

@@ -26,6 +26,8 @@ class Options:
     aggregate: str | None = None
     track_share: float | None = None
     model: str | None = None  # a bundled model name, or bundled names joined by "+"
+    video_model: str | None = None  # a bundled video model (mesonet.pipeline.temporal)
+    video_rule: str | None = None  # frames, temporal or mean
 
 
 def parse_options(fields: dict[str, str]) -> Options:
@@ -51,7 +53,33 @@ def parse_options(fields: dict[str, str]) -> Options:
     value = fields.get("model", "").strip()
     if value:
         options.model = check_model_name(value)
+    value = fields.get("video_model", "").strip()
+    if value:
+        options.video_model = check_video_model_name(value)
+    value = fields.get("video_rule", "").strip()
+    if value:
+        from mesonet.pipeline.temporal import VIDEO_RULES
+
+        if value not in VIDEO_RULES:
+            raise ServiceError(
+                422, f"video_rule must be one of {', '.join(VIDEO_RULES)}, not {value[:40]!r}"
+            )
+        options.video_rule = value
     return options
+
+
+def check_video_model_name(value: str) -> str:
+    """A bundled video model's name (never a path); a 422 ServiceError naming them otherwise."""
+    from mesonet.pipeline.temporal import bundled_video_models
+
+    names = bundled_video_models()
+    if value not in names:
+        raise ServiceError(
+            422,
+            f"video_model must be a bundled video model ({', '.join(names) or 'none'}), "
+            f"not {value[:100]!r}",
+        )
+    return value
 
 
 def _fraction(fields: dict[str, str], name: str) -> float | None:

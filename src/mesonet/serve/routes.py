@@ -91,6 +91,18 @@ _DETECT_BODY: dict[str, Any] = {
                         "description": "A bundled model (GET /api/v1/models) or bundled "
                         "names joined by + (an ensemble); default: the served model.",
                     },
+                    "video_model": {
+                        "type": "string",
+                        "description": "A bundled video model (GET /api/v1/models, "
+                        "video_models): each face track with a window of consecutive frames "
+                        "also gets a temporal_probability; default: none.",
+                    },
+                    "video_rule": {
+                        "type": "string",
+                        "enum": ["frames", "temporal", "mean"],
+                        "description": "With video_model, how a track's frame and temporal "
+                        "evidence combine (default mean).",
+                    },
                 },
             }
         }
@@ -167,13 +179,16 @@ async def detect(
 def models(request: Request) -> dict[str, Any]:
     """``serving``: the model answering requests (card and defaults); ``default``: the
     bundled default's name; ``bundled``: every bundled model's card (a request picks one
-    with the form field ``model``)."""
+    with the form field ``model``); ``video_models``: the bundled video models (form field
+    ``video_model``)."""
     from mesonet.models import default_model_name, list_models
+    from mesonet.pipeline.temporal import bundled_video_models
 
     return {
         "serving": _service(request).model_info(),
         "default": default_model_name(),
         "bundled": [dataclasses.asdict(card) for card in list_models()],
+        "video_models": bundled_video_models(),
     }
 
 
