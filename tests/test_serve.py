@@ -258,6 +258,20 @@ def test_a_request_naming_a_model_keeps_the_service_limits(served_model, face_me
     assert list(folder.iterdir()) == []
 
 
+def test_a_served_cards_members_are_named_without_server_paths(tmp_path):
+    import json
+
+    from mesonet.models import ModelCard, create_model, save_model
+
+    save_model(create_model("meso4"), tmp_path / "c1.safetensors", ModelCard("m.c1", "meso4"))
+    card = {"name": "mine", "arch": "ensemble", "members": [{"model": "c1.safetensors"}]}
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    with TestClient(create_app(tmp_path / "mine.json", tmp_dir=tmp_path / "up")) as client:
+        served = client.get("/api/v1/models").json()["serving"]["card"]
+    assert served["members"] == [{"model": "c1.safetensors"}]
+    assert str(tmp_path) not in json.dumps(served)
+
+
 def test_bad_requests_are_json(client, face_media, uploads):
     assert_error(post(client, face_media["image"], query="?include=everything"), 422, "include")
     boundary = "XyZ"

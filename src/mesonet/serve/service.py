@@ -28,8 +28,18 @@ connection, a descriptor and a temporary file while it arrives)."""
 
 
 def _card_dict(model: Any) -> dict[str, Any] | None:
+    """The served model's card for clients: an ensemble's members loaded from files are
+    named by the file's name, not its path on the server (loaded cards hold absolute paths:
+    see :func:`mesonet.models.load_model`)."""
     card = getattr(model, "card", None)
-    return dataclasses.asdict(card) if card is not None else None
+    if card is None:
+        return None
+    data = dataclasses.asdict(card)
+    data["members"] = [
+        {**m, "model": Path(m["model"]).name} if Path(str(m.get("model", ""))).is_absolute() else m
+        for m in data.get("members", [])
+    ]
+    return data
 
 
 class Service:
