@@ -402,3 +402,69 @@ def test_train_video_trains_a_head_on_cached_clips_and_resumes(tmp_path, monkeyp
     lines.clear()
     train_video(config, "test", log=lines.append, resume=True)  # continues at epoch 3
     assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch 3"]
+
+
+def test_the_page_picks_a_video_model_and_shows_both_kinds_of_evidence(tmp_path, monkeypatch):
+    """Headless Chromium (skipped without it): the page lists the bundled video models apart
+    from the frame models, sends the one picked, and tells the temporal evidence."""
+    browser_tests = pytest.importorskip("tests.test_serve_browser")
+    if not (Path(browser_tests.CHROMIUM).exists() and Path(browser_tests.CHROMEDRIVER).exists()):
+        pytest.skip("chromium and chromium-driver are not installed")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from mesonet.inputs import sample_paths
+    from mesonet.models import references
+    from tests.conftest import make_video
+
+    head, card = _meso_head()
+    weights = tmp_path / "weights"
+    save_model(head, weights / "temporal_conv.test.safetensors", card)
+    torch.manual_seed(0)
+    frame_card = ModelCard(name="meso4.frame", arch="meso4")
+    save_model(create_model("meso4"), weights / "meso4.frame.safetensors", frame_card)
+    monkeypatch.setattr(references, "_weights_dir", lambda: weights)
+    face = cv2.cvtColor(cv2.imread(str(sample_paths()[-1])), cv2.COLOR_BGR2RGB)
+    framed = cv2.copyMakeBorder(face, 40, 41, 60, 61, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    video = make_video(tmp_path / "clip.mp4", [framed] * 30, fps=10.0)
+    server = browser_tests.server.__wrapped__(
+        weights / "meso4.frame.safetensors", _Folders(tmp_path)
+    )
+    base = next(server)
+    driver_gen = browser_tests.browser.__wrapped__(_Folders(tmp_path))
+    driver = next(driver_gen)
+    try:
+        driver.get(base + "/")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_element(By.ID, "video-picker").get_attribute("hidden") is None
+        )
+        frame_names = [
+            o.get_attribute("value")
+            for o in Select(driver.find_element(By.ID, "opt-model")).options
+        ]
+        assert frame_names == ["meso4.frame"]  # a video model is not a frame model
+        picker = Select(driver.find_element(By.ID, "opt-video-model"))
+        picker.select_by_value("temporal_conv.test")
+        driver.find_element(By.ID, "file").send_keys(str(video))
+        WebDriverWait(driver, 180).until(
+            lambda d: "Video model" in d.find_element(By.ID, "facts").text
+        )
+        facts = driver.find_element(By.ID, "facts").text
+        assert "temporal_conv.test, rule mean" in facts and "temporal " in facts
+    finally:
+        for generator in (driver_gen, server):
+            next(generator, None)
+
+
+class _Folders:
+    """A stand-in for pytest's tmp_path_factory (the browser module's fixtures take one)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.count = 0
+
+    def mktemp(self, name: str) -> Path:
+        self.count += 1
+        path = self.root / f"{name}-{self.count}"
+        path.mkdir()
+        return path

@@ -8,7 +8,6 @@ applies to the next file.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
@@ -20,28 +19,22 @@ import torch
 from mesonet.aggregate import AGGREGATIONS
 from mesonet.budget import AnalysisLimits
 from mesonet.errors import MesonetError
-from mesonet.faces import DEFAULT_MARGIN, FaceDetector, create_detector
+from mesonet.faces import DEFAULT_MARGIN, FaceDetector
 from mesonet.inputs import Input, Limits, discover
 from mesonet.media import media_kind, read_image
 from mesonet.models import MesoNet, load_model
-from mesonet.models.sequence import is_video_card
 from mesonet.pipeline.analysis import Analysis
-from mesonet.pipeline.faces import FACE_MODES
+from mesonet.pipeline.faces import FACE_MODES, FaceDetectors
 from mesonet.pipeline.read import ImageBatch, guarded, read_ahead, unreadable
 from mesonet.pipeline.records import card_thresholds, error_record, model_label
 from mesonet.pipeline.score import score_crops
-from mesonet.pipeline.temporal import (
-    VIDEO_WINDOWS,
-    TemporalStage,
-    check_video_options,
-    load_video_model,
-)
+from mesonet.pipeline.temporal import VIDEO_WINDOWS, VideoEvidence
 from mesonet.results import MediaResult
 from mesonet.scoring import create_model_scorer
 from mesonet.video import TRACK_SHARE, TRACK_SIZE, check_rules
 
 
-class Detector:
+class Detector(FaceDetectors, VideoEvidence):
     """Scores the faces in images and videos with a MesoNet model.
 
     Args:
@@ -78,11 +71,8 @@ class Detector:
         limits: the largest video frame decoded, and the wall time and memory one file's
             analysis may take (:class:`~mesonet.budget.AnalysisLimits`; default 8.3 MP,
             300 s, 2 GB); over them, the file gets an error record.
-        video_model: a video model (bundled name, path or loaded): each face track with a
-            window of its frames also gets a ``temporal_probability``, combined with the
-            frame score by ``video_rule`` (``frames``, ``temporal`` or ``mean``); it adds
-            ``video_windows`` runs of consecutive frames to each video's analysed frames.
-            See :mod:`mesonet.pipeline.temporal`. Images are unaffected.
+        video_model, video_rule, video_windows: temporal evidence on videos, see
+            :class:`~mesonet.pipeline.temporal.VideoEvidence` (default: none).
     """
 
     def __init__(
@@ -112,16 +102,10 @@ class Detector:
         video_windows: int = VIDEO_WINDOWS,
     ) -> None:
         check_settings(faces, aggregate, frames, fps, redetect_s, track_share, track_size)
-        check_video_options(video_rule, video_windows)
         self.track_share, self.track_size = float(track_share), float(track_size)
         if not isinstance(model, torch.nn.Module):
             model = load_model(model, trust_unverified=trust_unverified)
-        if is_video_card(getattr(model, "card", None)):
-            raise MesonetError(f"{model.card.name} is a video model: pass it as video_model")
-        self.temporal: TemporalStage | None = None
-        self._video_rule, self._video_windows = video_rule, video_windows
-        self._trust_unverified = trust_unverified
-        self.video_model = video_model
+        self.set_video(model, video_model, video_rule, video_windows, trust_unverified)
         self.model = model
         self.model.eval().to(memory_format=torch.channels_last)
         self.scorer = create_model_scorer(self.model, backend, batch_size)
@@ -138,49 +122,6 @@ class Detector:
         self._detector_options = {"min_face_size": min_face_size, "confidence": face_confidence}
         self.video_detect_side = video_detect_side
         self._face_detector = self._video_face_detector = face_detector  # the caller's serves both
-
-    @property
-    def video_model(self) -> str | None:
-        """The video model's name (None: frame evidence only). Setting a name or path loads
-        it (once per process: see :func:`~mesonet.pipeline.temporal.load_video_model`)."""
-        return None if self.temporal is None else self.temporal.name
-
-    @video_model.setter
-    def video_model(self, value: str | os.PathLike[str] | torch.nn.Module | None) -> None:
-        self.temporal = None
-        if value is not None:
-            model = load_video_model(value, self._trust_unverified)
-            self.temporal = TemporalStage(model, self._video_rule, self._video_windows)
-
-    @property
-    def video_rule(self) -> str:
-        """How frame and temporal evidence combine: ``frames``, ``temporal`` or ``mean``."""
-        return self._video_rule
-
-    @video_rule.setter
-    def video_rule(self, rule: str) -> None:
-        check_video_options(rule, self._video_windows)
-        self._video_rule = rule
-        if self.temporal is not None:  # a new stage: copies of this detector share the old
-            self.temporal = dataclasses.replace(self.temporal, rule=rule)
-
-    @property
-    def face_detector(self) -> FaceDetector:
-        """The face detector, built on first use (``faces='none'`` never needs one)."""
-        if self._face_detector is None:
-            self._face_detector = create_detector("mtcnn", **self._detector_options)
-        return self._face_detector
-
-    @property
-    def video_face_detector(self) -> FaceDetector:
-        """The detector for video frames: one given by the caller, else an MTCNN working on
-        frames shrunk to ``video_detect_side``."""
-        if self._video_face_detector is None and self.video_detect_side is None:
-            self._video_face_detector = self.face_detector
-        elif self._video_face_detector is None:
-            options = {**self._detector_options, "max_side": self.video_detect_side}
-            self._video_face_detector = create_detector("mtcnn", **options)
-        return self._video_face_detector
 
     def score_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Fake probabilities of uint8 RGB 256 x 256 crops, in batches of ``batch_size``."""

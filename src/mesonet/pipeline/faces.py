@@ -16,7 +16,15 @@ from typing import Any
 import numpy as np
 
 from mesonet.budget import AnalysisClock
-from mesonet.faces import DEFAULT_MARGIN, Face, align_face, assign_tracks, crop_whole
+from mesonet.faces import (
+    DEFAULT_MARGIN,
+    Face,
+    FaceDetector,
+    align_face,
+    assign_tracks,
+    create_detector,
+    crop_whole,
+)
 from mesonet.video import plausible_faces
 
 FACE_MODES = ("detect", "none")
@@ -124,6 +132,35 @@ class FaceFinder:
 
     def _found(self, frame: Any, faces: list[Face]) -> Found:
         return FrameFaces(frame.index, frame.time_s, faces), self.crops(frame.image, faces)
+
+
+class FaceDetectors:
+    """A :class:`~mesonet.pipeline.Detector`'s face detectors, built on first use from
+    ``_detector_options`` (MTCNN's settings) and ``video_detect_side``, unless the caller
+    gave one (``_face_detector``, ``_video_face_detector``)."""
+
+    _face_detector: FaceDetector | None
+    _video_face_detector: FaceDetector | None
+    _detector_options: dict[str, Any]
+    video_detect_side: int | None
+
+    @property
+    def face_detector(self) -> FaceDetector:
+        """The face detector, built on first use (``faces='none'`` never needs one)."""
+        if self._face_detector is None:
+            self._face_detector = create_detector("mtcnn", **self._detector_options)
+        return self._face_detector
+
+    @property
+    def video_face_detector(self) -> FaceDetector:
+        """The detector for video frames: one given by the caller, else an MTCNN working on
+        frames shrunk to ``video_detect_side``."""
+        if self._video_face_detector is None and self.video_detect_side is None:
+            self._video_face_detector = self.face_detector
+        elif self._video_face_detector is None:
+            options = {**self._detector_options, "max_side": self.video_detect_side}
+            self._video_face_detector = create_detector("mtcnn", **options)
+        return self._video_face_detector
 
 
 def interpolate_faces(before: list[Face], after: list[Face], weight: float) -> list[Face]:

@@ -31,7 +31,7 @@ import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,6 +216,60 @@ def combine(result: MediaResult, rule: str, video_threshold: float, records: Any
     result.label = records.label(decisive.fake_probability, records.aggregate)
     result.verdict = records.verdict(decisive.fake_probability, records.aggregate)
     result.evidence = decisive.evidence
+
+
+class VideoEvidence:
+    """The video-model settings of a :class:`~mesonet.pipeline.Detector`.
+
+    ``video_model``: a video model (bundled name, path or loaded; a name or path is loaded
+    once per process): each face track with a window of its frames also gets a
+    ``temporal_probability``, combined with the frame score by ``video_rule`` (``frames``,
+    ``temporal`` or ``mean``); each video also analyses ``video_windows`` runs of the
+    model's consecutive frames. Images are unaffected. Setting either attribute sets
+    ``temporal``, the stage the analysis runs (None: frame evidence only).
+    """
+
+    temporal: TemporalStage | None
+    _video_rule: str
+    _video_windows: int
+    _trust_unverified: bool
+
+    def set_video(
+        self, model: Any, video_model: Any, rule: str, windows: int, trust: bool = False
+    ) -> None:
+        """Check the settings (``model`` is the frame model: never a video model) and load
+        the video model."""
+        check_video_options(rule, windows)
+        if is_video_card(getattr(model, "card", None)):
+            raise MesonetError(f"{model.card.name} is a video model: pass it as video_model")
+        self.temporal = None
+        self._video_rule, self._video_windows, self._trust_unverified = rule, windows, trust
+        self.video_model = video_model
+
+    @property
+    def video_model(self) -> str | None:
+        """The video model's name (None: frame evidence only). Setting a name or path loads
+        it (once per process: see :func:`~mesonet.pipeline.temporal.load_video_model`)."""
+        return None if self.temporal is None else self.temporal.name
+
+    @video_model.setter
+    def video_model(self, value: Any) -> None:
+        self.temporal = None
+        if value is not None:
+            model = load_video_model(value, self._trust_unverified)
+            self.temporal = TemporalStage(model, self._video_rule, self._video_windows)
+
+    @property
+    def video_rule(self) -> str:
+        """How frame and temporal evidence combine: ``frames``, ``temporal`` or ``mean``."""
+        return self._video_rule
+
+    @video_rule.setter
+    def video_rule(self, rule: str) -> None:
+        check_video_options(rule, self._video_windows)
+        self._video_rule = rule
+        if self.temporal is not None:  # a new stage: copies of this detector share the old
+            self.temporal = replace(self.temporal, rule=rule)
 
 
 def _keeping(found: Iterable[Found], kept: list[list[np.ndarray]]) -> Iterator[Found]:

@@ -56,6 +56,7 @@ async function loadSettings() {
     }
     if (serving.frames != null) $("opt-frames").placeholder = String(serving.frames);
     fillModelPicker(models, serving.name);
+    fillVideoPicker(models.video_models || []);
   } catch (err) {
     $("model-name").textContent = "unknown (server not answering?)";
   }
@@ -81,7 +82,9 @@ function modelAbout(card) {
 
 function fillModelPicker(models, served) {
   const select = $("opt-model");
-  const cards = new Map((models.bundled || []).map((c) => [c.name, c]));
+  // video models (a card with a sequence) have their own picker
+  const frameModels = (models.bundled || []).filter((c) => !c.sequence || !c.sequence.frames);
+  const cards = new Map(frameModels.map((c) => [c.name, c]));
   if (served && !cards.has(served)) cards.set(served, (models.serving || {}).card);
   select.replaceChildren();
   for (const [name, card] of [...cards.entries()].sort(([a], [b]) => (a === served ? -1 : b === served ? 1 : 0))) {
@@ -99,6 +102,19 @@ function fillModelPicker(models, served) {
     if (card && card.threshold != null) $("opt-threshold").placeholder = String(card.threshold);
     if (state.file && !state.busy) analyse(state.file);
   });
+}
+
+// The bundled video models, none preselected; picking one re-analyses the file.
+function fillVideoPicker(names) {
+  const select = $("opt-video-model");
+  for (const name of names) select.append(el("option", { value: name }, name));
+  $("video-picker").hidden = names.length === 0;
+  $("video-about").hidden = names.length === 0;
+  for (const id of ["opt-video-model", "opt-video-rule"]) {
+    $(id).addEventListener("change", () => {
+      if (state.file && !state.busy) analyse(state.file);
+    });
+  }
 }
 
 function setupDrop() {
@@ -175,6 +191,10 @@ function formOptions(form) {
   if (aggregate) form.append("aggregate", aggregate);
   const model = $("opt-model").value;
   if (model && model !== state.servedModel) form.append("model", model);
+  const videoModel = $("opt-video-model").value;
+  const videoRule = $("opt-video-rule").value;
+  if (videoModel) form.append("video_model", videoModel);
+  if (videoModel && videoRule) form.append("video_rule", videoRule);
 }
 
 function analyse(file) {
@@ -284,6 +304,12 @@ function trackRole(track) {
   return track.eligible ? "could decide" : "too short or small to decide";
 }
 
+// A track's two kinds of evidence, when a video model scored it.
+function evidenceText(track) {
+  if (track.temporal_probability == null) return "";
+  return ` (frames ${pct(track.frame_probability)}, temporal ${pct(track.temporal_probability)})`;
+}
+
 function renderFacts(record) {
   const facts = $("facts");
   const add = (k, v) => {
@@ -299,7 +325,12 @@ function renderFacts(record) {
     const tracks = record.tracks || [];
     if (tracks.length) {
       add("Tracks", tracks.map((t) => `#${t.id}: ${plural(t.frames, "frame")} (${pct(t.share)}), ` +
-        `${Math.round(t.median_size)} px, ${pct(t.fake_probability)} fake, ${trackRole(t)}`).join("; "));
+        `${Math.round(t.median_size)} px, ${pct(t.fake_probability)} fake${evidenceText(t)}, ` +
+        trackRole(t)).join("; "));
+    }
+    if (record.video_model) {
+      add("Video model", `${record.video_model}, rule ${record.video_rule}; ` +
+        `decided by ${record.evidence || "frames"} evidence`);
     }
     const segs = record.segments || [];
     add("Flagged", segs.length
