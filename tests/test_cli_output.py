@@ -27,25 +27,66 @@ COMMANDS = [
     "scan",
     "serve",
 ]
-PANEL = re.compile(r"^[│╭╰┃┏┗┡└]")
 
 
 def run(args: list[str], columns: int = 80):
     return CliRunner().invoke(app, [a for a in args if a], env={"COLUMNS": str(columns)})
 
 
+def help_blocks(text: str) -> list[tuple[list[str], int]]:
+    """Each wrapped text of a help page at 80 columns (click's layout: 78 wide) with the room
+    it wraps in: the paragraphs (from column 2) and each option's or command's description
+    (from its column)."""
+    blocks: list[tuple[list[str], int]] = []
+    open_block = False  # the last block goes on with the next line at its column
+    column = 2  # where the text of the block being read starts
+    in_section = below = False
+    for line in text.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if not line.strip() or line.startswith("Usage:") or indent == 0:
+            open_block = False
+            in_section = in_section or (indent == 0 and line.endswith(":"))
+            continue
+        if in_section and indent == 2:  # a row: its name, its description beside or below
+            _, _, rest = line[2:].partition("  ")
+            open_block, below = False, not rest.strip()
+            if below:
+                continue
+            column, line = len(line) - len(rest.lstrip()), rest
+        elif open_block:
+            assert indent == column, line
+            blocks[-1][0].append(line.strip())
+            continue
+        elif below:
+            column, below = indent, False
+        blocks.append(([line.strip()], 78 - column))
+        open_block = True
+    return blocks
+
+
+def first_word(line: str) -> str:
+    """The first unbreakable piece of a line (``[default: 32]`` is one)."""
+    if line.startswith("[default:"):
+        return line[: line.index("]") + 1] if "]" in line else line
+    return line.split()[0]
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_wraps_cleanly_at_80_columns(command):
-    """No line over 80 columns; prose paragraphs wrap greedily (no line ends early, as when a
-    docstring's own line breaks were kept); placeholders are words, not Python types."""
+    """No line over 80 columns; paragraphs and descriptions wrap greedily (no line ends
+    early, as when a docstring's own line breaks were kept), only between words;
+    descriptions have room; placeholders are words, not Python types."""
     result = run([command, "--help"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert max(len(line) for line in lines) <= 80
-    prose = [line.strip() if not PANEL.match(line) else "" for line in lines]
-    for line, following in zip(prose, prose[1:], strict=False):
-        if line and following and not line.startswith("Usage:"):
-            assert len(line) + 1 + len(following.split()[0]) > 78, (line, following)
+    blocks = help_blocks(result.output)
+    assert blocks
+    for block, room in blocks:
+        assert room >= 48, block  # never the 24-character column of rich's panels
+        for line, following in zip(block, block[1:], strict=False):
+            assert len(line) + 1 + len(first_word(following)) > room, (line, following)
+            assert not line.endswith("-") and not line.endswith("[default:"), line
     for placeholder in ("<bool>", "<str>", "<int>", "<float>", "<path>", "<list", "{"):
         assert placeholder not in result.output, (command, placeholder)
 

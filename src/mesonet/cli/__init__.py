@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -31,6 +32,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=HelpGroup,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mesonet import __version__
+
+        typer.echo(f"mesonet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _group_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    # no docstring: the group's help is the app's
+    pass
+
+
 app.command("models", cls=HelpCommand)(models_command)
 app.command("import-keras", cls=HelpCommand)(import_keras_command)
 app.command("predict", cls=HelpCommand)(predict_command)
