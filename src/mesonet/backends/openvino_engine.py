@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from mesonet.backends.batching import INPUT_SIZE, _ChunkedScorer
+from mesonet.backends.cache import compiled_cache_dir, converted_graph
 from mesonet.backends.folding import ChannelShift, Logits
 
 
@@ -52,6 +53,9 @@ class OpenVinoScorer(_ChunkedScorer):
                     "PERFORMANCE_HINT": "LATENCY",
                     "NUM_STREAMS": 1,
                 }
+                folder = compiled_cache_dir()
+                if folder is not None:  # OpenVINO's own cache of compiled blobs
+                    config["CACHE_DIR"] = str(folder)
                 self._compiled[kind] = ov.Core().compile_model(graph, "CPU", config)
             return self._compiled[kind]
 
@@ -72,7 +76,9 @@ def openvino_graph(model: nn.Module) -> Any:
     """An OpenVINO model (fp32 N x 3 x 256 x 256 in, N fake probabilities out) of a MesoNet.
 
     Built op by op from the modules' weights (milliseconds), instead of tracing the model
-    with ``openvino.convert_model`` (seconds); models with other modules take that path.
+    with ``openvino.convert_model`` (seconds); models with other modules take that path, and
+    the traced graph is kept in the user cache folder (:func:`mesonet.backends.cache.
+    converted_graph`), keyed by a digest of the tensors, so the next start skips tracing.
     """
     import openvino as ov
 
@@ -81,11 +87,15 @@ def openvino_graph(model: nn.Module) -> Any:
             return _MesoGraph().build(model.model, sigmoid=False)
         return _MesoGraph().build(model)
     except _Unsupported:
-        shape = ov.PartialShape([-1, 3, INPUT_SIZE, INPUT_SIZE])
-        example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ov.convert_model(model, example_input=example, input=[shape])
+
+        def convert() -> Any:
+            shape = ov.PartialShape([-1, 3, INPUT_SIZE, INPUT_SIZE])
+            example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return ov.convert_model(model, example_input=example, input=[shape])
+
+        return converted_graph(model, convert)
 
 
 class _Unsupported(Exception):
