@@ -31,6 +31,7 @@ from typing import Any
 from mesonet.errors import MesonetError
 from mesonet.inputs import Input
 from mesonet.scan.analyse import DetectorSpec, analyse
+from mesonet.scan.ray_noise import quiet_auth_notice, without_notices
 
 RAY_HINT = "the ray engine needs Ray: pip install 'mesonet[ray]'"
 TASK_RETRIES = 3
@@ -112,6 +113,7 @@ def ray_session(address: str | None) -> Iterator[Any]:
     options: dict[str, Any] = {"address": address, "logging_level": logging.WARNING}
     if address is None and not os.environ.get("RAY_ADDRESS"):
         options["include_dashboard"] = False  # a private single-machine instance
+    quiet_auth_notice()  # "token authentication is enabled": no news (see scan.ray_noise)
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -151,18 +153,19 @@ def run_ray(
         saved = context.max_errored_blocks
         context.max_errored_blocks = -1  # a lost unit must not sink the scan
         try:
-            dataset = _analyse_stage(
-                ray, ray.data.from_items(rows, override_num_blocks=len(rows)), spec, workers
-            )
-            batches = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
-            while True:
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    break
-                except Exception as exc:  # noqa: BLE001 - Ray's own failure, told in one line
-                    raise MesonetError(_stopped(exc)) from exc
-                emit([json.loads(text) for text in batch.column("record").to_pylist()])
+            with without_notices():  # Ray Data's actors' core_worker notice (scan.ray_noise)
+                dataset = _analyse_stage(
+                    ray, ray.data.from_items(rows, override_num_blocks=len(rows)), spec, workers
+                )
+                batches = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+                while True:
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        break
+                    except Exception as exc:  # noqa: BLE001 - Ray's own failure, told in one line
+                        raise MesonetError(_stopped(exc)) from exc
+                    emit([json.loads(text) for text in batch.column("record").to_pylist()])
         finally:
             context.max_errored_blocks = saved
 
