@@ -12,13 +12,52 @@ from rich.text import Text
 
 from mesonet.cli.console import err, out
 
-# The dev-visible sets bundled models are measured on (tools/bundle_model.py), as table columns.
+# The dev-visible sets bundled models are measured on (tools/bundle_model.py), as table
+# columns: headers of whole words, one a line, so no column needs more than the widest word.
 MODEL_SETS = (
     ("dfdc_faces_test", "DFDC\ntest"),
     ("mesonet_deepfake_val", "Deepfake\nval"),
     ("ffpp_faces_dev", "FF++\ndev"),
-    ("ffpp_c40_videos", "FF++ c40\nvideos"),
+    ("ffpp_c40_videos", "FF++\nc40\nvideos"),
 )
+CALIBRATED_MIN_WIDTH = 104
+"""Terminal width from which the table also shows the data each model is calibrated on."""
+
+
+def auc_text(value: float) -> str:
+    """An AUC to three decimals, halves rounded up as the README and the model cards do
+    (0.6175 -> 0.618; ``f"{0.6175:.3f}"`` gives 0.617, the float being 0.61749999...)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    exact = Decimal(f"{value:.9f}")  # without the float's binary noise
+    return str(exact.quantize(Decimal("0.001"), rounding=ROUND_HALF_UP))
+
+
+def trained_on(card) -> str:
+    """What a model was trained on, in a few words: its training sources (the held-out ones
+    left out) and self-blended fakes, the authors' dataset, or an ensemble's members."""
+    if card.members:
+        return "ensemble of " + " + ".join(str(m.get("model", "?")) for m in card.members)
+    training = card.training or {}
+    data = str(training.get("data") or "")
+    if training.get("by") == "the authors":
+        return data.split(" (")[0] or "the authors' data"
+    sources = training.get("sources")
+    if isinstance(sources, list):
+        names = [
+            s.get("name") or Path(str(s.get("path", "?"))).name
+            for s in sources
+            if isinstance(s, dict) and not s.get("holdout")
+        ]
+    else:  # "name: path (weight 1); name: path (held out)" or one path
+        entries = [e for e in data.split("; ") if e and not e.endswith("(held out)")]
+        names = [e.split(": ")[0] if ": " in e else Path(e).name for e in entries]
+    config = training.get("config")
+    synthetic = config.get("synthetic") if isinstance(config, dict) else None
+    if synthetic and synthetic != "none":
+        names.append("self-blended fakes")
+    # " + " rather than commas: "mesonet-deepfake-train," would not fit its column
+    return " + ".join(names) or "-"
 
 
 def models_command(
@@ -49,28 +88,37 @@ def models_command(
 
 
 def _models_table(cards: list, default: str | None) -> Table:
-    """One row per model, one column per measured set: every name whole at 80 columns
-    (the architecture is the name's first part; ``--json`` has every field)."""
-    table = Table(
+    """One row per model: what it was trained on and its ROC AUC on each measured set (and
+    what it is calibrated on, in a terminal wide enough); the default named below. Lines
+    break only between words: at 80 columns every dataset name is whole (``--json`` has
+    every field)."""
+    from mesonet.output import plain_table
+
+    wide = out.width >= CALIBRATED_MIN_WIDTH
+    table = plain_table(
         title="Bundled models: ROC AUC measured by mesonet evaluate",
         title_justify="left",
-        caption="* default. Calibrated on: the validation set its probabilities are fitted "
-        "on. Every field: mesonet models --json",
+        caption=(f"Default: {default} (first). " if default else "")
+        + ("Calibrated on: the validation set its probabilities are fitted on. " if wide else "")
+        + "Every field: mesonet models --json",
         caption_justify="left",
+        show_edge=False,
     )
     table.add_column("model", no_wrap=True)
+    table.add_column("trained on", overflow="fold", min_width=22)  # mesonet-deepfake-train
     for _, header in MODEL_SETS:
         table.add_column(header, justify="right", no_wrap=True)
-    table.add_column("calibrated on", overflow="fold")
+    if wide:
+        table.add_column("calibrated on", overflow="fold", min_width=20)
     for card in cards:
         cells = []
         for key, _ in MODEL_SETS:
             values = card.metrics.get(key)
             auc = values.get("auc") if isinstance(values, dict) else None
-            cells.append(f"{auc:.3f}" if isinstance(auc, float) else "-")
+            cells.append(auc_text(auc) if isinstance(auc, float) else "-")
         calibrated = card.calibration.get("data", "?") if card.calibration else "-"
-        name = card.name + (" *" if card.name == default else "")
-        table.add_row(Text(name), *cells, Text(calibrated))
+        row = [Text(card.name), Text(trained_on(card)), *cells]
+        table.add_row(*row, *([Text(calibrated)] if wide else []))
     return table
 
 
