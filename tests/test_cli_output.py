@@ -130,7 +130,7 @@ def test_predict_samples_table_in_a_pipe(served_model, tmp_path):
     assert len(rows) == 5
     for name in ("df/df00204.jpg", "df/df01254.jpg", "real/real00240.jpg", "distinctive_name"):
         assert any(name in row for row in rows), name  # whole, not wrapped mid-name
-    verdicts = [row.split()[2] for row in rows]
+    verdicts = [row.split()[1] for row in rows]
     assert all(v in ("likely", "uncertain", "no") for v in verdicts), verdicts
 
 
@@ -156,8 +156,10 @@ def test_media_only_in_sub_folders_asks_for_recursive(served_model, tmp_path, ca
     assert err.count("\n") == 1  # one line, no traceback
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run(["predict", str(empty), "-m", str(served_model)])
-    assert result.exit_code == 0 and "no images or videos found" in result.output
+    code, out, err = main_exit(
+        ["predict", str(empty), "-m", str(served_model)], capsys, monkeypatch
+    )
+    assert (code, out) == (2, "") and f"no images or videos in {empty}" in err
     result = run(["predict", str(tmp_path), "-r", "-m", str(served_model), "-f", "jsonl"])
     assert result.exit_code == 0 and json.loads(result.stdout)["path"].endswith("face.jpg")
 

@@ -1,10 +1,11 @@
 """Annotated copies of the inputs: face boxes coloured by score, and a timeline for videos.
 
-Images get ``<folder>_<name>.annotated.jpg``; videos get ``<folder>_<name>.annotated.mp4``
-(the analysed frames, each with its boxes and a timeline strip of the per-frame scores with
-the flagged segments and a cursor; H.264, which browsers play) and
-``<folder>_<name>.timeline.png`` (a chart of the scores over time: time axis, the threshold,
-a legend, as on the web page). The track that set a video's score is drawn thicker and
+Images get ``<folder>_<name>.annotated.jpg`` (one without a face a caption saying why);
+videos get ``<folder>_<name>.annotated.mp4`` (the analysed frames, each with its boxes and a
+timeline strip of the per-frame scores with the flagged segments and a cursor; H.264, which
+browsers play) and ``<folder>_<name>.timeline.png`` (a chart of the scores over time titled
+with the file, model and verdict: time axis, the threshold, a legend, as on the web page;
+texts in :mod:`mesonet.captions`). The track that set a video's score is drawn thicker and
 labelled "decides" in both. ``<name>`` keeps the extension (``in/x.jpg`` and ``in/x.png``
 differ), and two inputs of one run that would still share a name get ``-2``, ``-3``... (see
 :func:`output_stem`).
@@ -29,6 +30,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mesonet.captions import caption_image, no_face_caption, timeline_title
 from mesonet.destinations import (
     OutputError,
     PathLike,
@@ -191,6 +193,7 @@ def timeline_figure(result: MediaResult, threshold: float) -> Figure:
     threshold and the flagged segments, labelled and with a legend (as the page's chart)."""
     fig = Figure(figsize=(8, 2.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
+    fig.suptitle(timeline_title(result), x=0.01, ha="left", fontsize=9)
     ax = fig.add_subplot()
     duration = max(result.duration_s or 0.0, 1e-6)
     # segments of tracks that cannot decide the video are shaded fainter, hatched
@@ -238,7 +241,8 @@ def timeline_figure(result: MediaResult, threshold: float) -> Figure:
     ax.set_ylabel("p(fake)")
     ax.grid(alpha=0.3)
     if not result.faces:
-        ax.text(0.5, 0.5, "no face found", ha="center", va="center", transform=ax.transAxes)
+        reason = no_face_caption(result)
+        ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return fig
 
@@ -307,6 +311,8 @@ def write_annotated_image(
     out_dir.mkdir(parents=True, exist_ok=True)
     small = resize_max_side(image, MAX_SIDE)
     drawn = draw_faces(small, result.faces, threshold, small.shape[1] / image.shape[1])
+    if not result.faces:  # say why, rather than leave a copy without a box
+        drawn = caption_image(drawn, no_face_caption(result))
     path = out_dir / f"{output_stem(result.path, names)}.annotated.jpg"
     _write_rgb(path, drawn)
     return path

@@ -120,6 +120,20 @@ def sample_paths() -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and media_kind(p) == "image")
 
 
+def media_subfolders(folder: Path, *, max_files: int = 10_000) -> list[Path]:
+    """The sub-folders of ``folder`` that hold images or videos (found within the first
+    ``max_files`` files below it): what a run without ``--recursive`` skips."""
+    if not folder.is_dir():
+        return []
+    found: list[Path] = []
+    below = (p for p in _walk(folder, recursive=True) if p.parent != folder)
+    for path in itertools.islice(below, max_files):
+        top = folder / path.relative_to(folder).parts[0]
+        if top not in found and media_kind(path):
+            found.append(top)
+    return found
+
+
 def media_only_below(folder: Path, *, max_files: int = 10_000) -> bool:
     """True when ``folder`` holds no media at its top level but some in its sub-folders
     (found within the first ``max_files`` files): what a forgotten ``--recursive`` looks like."""

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from mesonet.destinations import check_output_file, replacing
 from mesonet.errors import InputError
-from mesonet.inputs import Limits, discover, media_only_below
+from mesonet.inputs import Limits, discover, media_only_below, media_subfolders
 from mesonet.pipeline import Detector
 from mesonet.results import MediaResult, csv_header, json_record, safe_text, to_csv_line
 
@@ -30,6 +30,39 @@ _STATUS_STYLE = {"ok": "", "no_face": "yellow", "error": "red"}
 RESULTS = "results file"
 ELLIPSIS = "…"
 _VERDICT_STYLE = {"likely real": "green", "uncertain": "yellow", "likely forged": "bold red"}
+
+
+def plural(n: int, word: str) -> str:
+    """``1 input``, ``2 inputs``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def check_paths_exist(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse (:class:`InputError`, exit 2, before any work) a path that names nothing: a
+    mistyped name is a usage error, not a file that failed. A broken link or an unreadable
+    file still gets its error record."""
+    missing = [os.fspath(p) for p in paths if not os.path.lexists(p)]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"no such file or folder: {safe_text(missing[0])}{more}")
+
+
+def _tell_skipped_subfolders(paths: list, err: Console) -> None:
+    """One line on stderr for each folder given whose sub-folders with media are skipped
+    (no ``--recursive``), naming them."""
+    for folder in map(Path, paths):
+        skipped = media_subfolders(folder)
+        if skipped:
+            names = ", ".join(safe_text(p.name) + os.sep for p in skipped[:3])
+            names += " ..." if len(skipped) > 3 else ""
+            it = "it" if len(skipped) == 1 else "them"
+            err.print(
+                f"[yellow]skipped {plural(len(skipped), 'sub-folder')} of "
+                f"{escape(safe_text(str(folder)))} with images or videos[/] "
+                f"({escape(names)}): add --recursive (-r) to analyse {it}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def shorten_path(path: str, width: int) -> str:
@@ -74,53 +107,60 @@ def common_folder(paths: list[str]) -> str | None:
     return folder if folder not in ("", ".", os.sep, "..") else None
 
 
-def _summary_table(results: list[MediaResult], threshold: float, width: int) -> Group:
-    """One row per result. File paths are given relative to the folder they share (named
-    above the table) and shortened from the left to fit ``width`` columns, keeping their
-    ends."""
+def _summary_table(
+    results: list[MediaResult], threshold: float, width: int, model: str | None = None
+) -> Group:
+    """One row per result under a line naming the model and its threshold. File paths are
+    given relative to the folder they share (named above the table) and shortened from the
+    left to fit ``width`` columns, keeping their ends; the verdict, p(fake) and faces never
+    wrap; the detail (a video's frames, why there is no face, an error) wraps at words."""
     names = [safe_text(r.path) for r in results]
-    heading = [Text(f"threshold {threshold:.3f} (fake when p >= threshold)")]
+    model = model or next((r.model for r in results if r.model), None)
+    rule = f"threshold {threshold:.2f} (fake when p(fake) >= threshold)"
+    heading = [Text(f"model {safe_text(model)}, {rule}" if model else rule)]
     folder = common_folder(names)
     if folder is not None:
         names = [os.path.relpath(n, folder) for n in names]
         heading.append(Text(f"files in {shorten_path(folder, width - 10)}{os.sep}"))
-    table = plain_table()
+    table = plain_table(show_edge=False)
     rows = [_summary_row(r) for r in results]
-    headers: tuple[str, ...] = ("file", "kind", "verdict", "p(fake)", "faces", "detail")
-    if not any(row[5] for row in rows):  # images only, all fine: no detail to show
-        headers, rows = headers[:5], [row[:5] for row in rows]
+    headers: tuple[str, ...] = ("file", "verdict", "p(fake)", "faces", "detail")
+    if not any(row[4] for row in rows):  # all fine and nothing to add: no detail column
+        headers, rows = headers[:4], [row[:4] for row in rows]
     natural = [
         max(
             [
                 len(h),
-                *(Text.from_markup(row[i]).cell_len if i == 2 else len(row[i]) for row in rows),
+                *(Text.from_markup(row[i]).cell_len if i == 1 else len(row[i]) for row in rows),
             ]
         )
         for i, h in enumerate(headers)
     ]
-    # the detail column wraps at words; give it up to 16 characters before squeezing paths
+    # the detail wraps at words: up to 20 characters of it before paths are shortened
     room = path_column_width(
-        width, [*natural[1:5], *(min(n, 16) for n in natural[5:])], per_column=2
+        width, [*natural[1:4], *(min(n, 20) for n in natural[4:])], per_column=2
     )
     paths = [shorten_path(n, room) for n in names]
-    for column in headers:
-        if column == "file":
-            longest = max((len(p) for p in paths), default=4)
-            table.add_column(column, no_wrap=True, min_width=min(longest, room))
-        else:
-            table.add_column(column, justify="right" if column == "p(fake)" else "left")
+    longest = max((len(p) for p in paths), default=4)
+    table.add_column("file", no_wrap=True, min_width=min(longest, room))
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("p(fake)", no_wrap=True, justify="right")
+    table.add_column("faces", no_wrap=True)
+    if len(headers) > 4:
+        table.add_column("detail", overflow="fold")
     for path, row in zip(paths, rows, strict=True):
         # file names and messages are shown as they are, never read as rich markup
-        table.add_row(Text(path), *row[1:5], *(Text(cell) for cell in row[5:]))
+        table.add_row(Text(path), *row[1:4], *(Text(cell) for cell in row[4:]))
     return Group(*heading, table)
 
 
 def _summary_row(r: MediaResult) -> tuple[str, ...]:
-    """The cells of one result: file, kind, verdict (markup), p(fake), faces, detail.
+    """The cells of one result: file, verdict (markup), p(fake), faces, detail.
 
-    The verdict in words (``likely forged`` in bold red when the label is fake, ``likely
-    real`` in green, ``uncertain`` in yellow); the label itself is p(fake) against the
-    threshold in the table's title."""
+    The verdict in words (``likely forged`` in bold red, ``likely real`` in green,
+    ``uncertain`` in yellow), else the status (``no face``, ``error``); the detail: a
+    video's frames and length, the deciding track when there are several, its flagged
+    spans, and why there is no face or the error."""
     if r.status == "ok":
         words = r.verdict or ("likely forged" if r.label == "fake" else "likely real")
         verdict = f"[{_VERDICT_STYLE.get(words, '')}]{words}[/]"
@@ -128,22 +168,25 @@ def _summary_row(r: MediaResult) -> tuple[str, ...]:
     else:
         verdict = f"[{_STATUS_STYLE[r.status]}]{r.status.replace('_', ' ')}[/]"
         p = "-"
-    detail = r.error or ""
+    faces, details = str(len(r.faces)), []
     if r.kind == "video" and r.status != "error":
-        detail = f"{r.frames_analyzed} frames, {r.duration_s:.1f}s"
+        details.append(f"{r.frames_analyzed} frames, {r.duration_s:.1f}s")
+        if r.tracks:
+            faces = f"{len(r.tracks)} track" + ("" if len(r.tracks) == 1 else "s")
+        decisive = r.decisive_track
+        if decisive is not None and len(r.tracks) > 1:
+            deciding = sum(t.eligible for t in r.tracks)
+            details.append(
+                f"track {decisive.id} decides ({decisive.share:.0%} of frames); "
+                f"{deciding} of {len(r.tracks)} can decide"
+            )
         if r.segments:
             spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f}s" for s in r.segments[:3])
             more = f" +{len(r.segments) - 3}" if len(r.segments) > 3 else ""
-            detail += f"; flagged {spans}{more}"
-    faces = str(len(r.faces))
-    if r.kind == "video" and r.tracks:
-        deciding = sum(t.eligible for t in r.tracks)
-        faces = f"{len(r.tracks)} track" + ("" if len(r.tracks) == 1 else "s")
-        faces += f", {deciding} can decide"
-        decisive = r.decisive_track
-        if decisive is not None:
-            detail += f"; track {decisive.id} ({decisive.share:.0%} of frames) decides"
-    return (r.path, r.kind or "?", verdict, p, faces, safe_text(detail))
+            details.append(f"flagged {spans}{more}")
+    if r.error:
+        details.append(r.error)
+    return (r.path, verdict, p, faces, safe_text("; ".join(details)))
 
 
 def write_results(
@@ -163,10 +206,13 @@ def write_results(
     :class:`~mesonet.destinations.OutputError` (exit code 2), a failure while writing one
     with exit code 1. It is written beside and renamed over ``output`` once complete.
 
-    Raises :class:`InputError` when nothing was found because the media of a folder sit in
-    its sub-folders and ``recursive`` is off: an empty result would hide the mistake.
+    Raises :class:`InputError` (exit 2) when a path names nothing, or nothing was found
+    (the folders hold no media, or only in sub-folders while ``recursive`` is off): an
+    empty result would hide the mistake. Sub-folders with media skipped beside media are
+    told on ``err``, and so is what was written to ``output``.
     """
     paths = list(paths)
+    check_paths_exist(paths)
     if output is not None:  # a bad name fails before the folders are listed
         check_output_file(output, RESULTS)
     items = list(discover(paths, recursive=recursive, limits=limits))
@@ -185,8 +231,11 @@ def write_results(
                 f"no images or videos in {shown} itself, but its sub-folders have some: "
                 "add --recursive (-r) to analyse them"
             )
-        err.print("[yellow]no images or videos found in the given paths[/]")
+        raise InputError(f"no images or videos in {', '.join(safe_text(str(p)) for p in paths)}")
+    if not recursive:
+        _tell_skipped_subfolders(paths, err)
     failed = 0
+    model = getattr(detector, "model_name", None)
     collected: list[MediaResult] = []
     with ExitStack() as stack:
         stream: TextIO | None = None
@@ -203,7 +252,7 @@ def write_results(
                 TimeRemainingColumn(),
                 console=err,
                 transient=True,
-                disable=len(items) < 2,
+                disable=len(items) < 2 or not err.is_terminal,  # no blank line in a pipe
             )
         )
         task = progress.add_task("analysing", total=len(items))
@@ -222,7 +271,7 @@ def write_results(
                 stream.write(to_csv_line(result))
                 stream.flush()
             elif fmt == "json" and stream is not None:
-                record = json_record(result.to_dict(), level=1)
+                record = json_record(result.to_dict(), level=1, open_=True)
                 stream.write(("\n  " if n == 0 else ",\n  ") + record)
             else:
                 collected.append(result)
@@ -230,10 +279,16 @@ def write_results(
         if fmt == "json" and stream is not None:
             stream.write("\n]\n" if items else "]\n")
         if fmt == "table" and target is not None:
-            table = _summary_table(collected, detector.threshold, 160)
+            table = _summary_table(collected, detector.threshold, 160, model)
             Console(file=target, width=160, no_color=True).print(table)
     if fmt == "table" and output is None:
-        out.print(_summary_table(collected, detector.threshold, out.width))
+        out.print(_summary_table(collected, detector.threshold, out.width, model))
+    if output is not None:
+        what = f"a table of {plural(len(collected), 'record')}" if fmt == "table" else None
+        what = what or plural(len(items), "record")
+        err.print(
+            f"wrote {what} to {escape(safe_text(str(output)))}", highlight=False, soft_wrap=True
+        )
     if failed:
-        err.print(f"[red]{failed} of {len(items)} inputs failed[/] (see their records)")
+        err.print(f"[red]{failed} of {plural(len(items), 'input')} failed[/] (see their records)")
     return failed

@@ -171,7 +171,8 @@ class MediaResult:
         return [f for f in self.faces if (f.track or 0) == decisive.id]
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON record: video-only keys appear for videos, ``error`` only on errors."""
+        """The JSON record: video-only keys appear for videos, ``error`` only on errors and
+        on ``no_face`` records (why there is no face)."""
         data: dict[str, Any] = {
             "path": safe_text(self.path),
             "kind": self.kind,
@@ -192,7 +193,7 @@ class MediaResult:
                 data["video_rule"] = self.video_rule
                 data["evidence"] = self.evidence
             data["segments"] = [asdict(s) for s in self.segments]
-        if self.status == "error":
+        if self.status != "ok":  # what went wrong, or why there is no face
             data["error"] = None if self.error is None else safe_text(self.error)
         return data
 
@@ -241,11 +242,13 @@ def _is_scalar(value: Any) -> bool:
     return not isinstance(value, dict | list)
 
 
-def json_record(value: Any, *, level: int = 0, indent: int = 2) -> str:
+def json_record(value: Any, *, level: int = 0, indent: int = 2, open_: bool = False) -> str:
     """Indented JSON that stays short: an object or list holding no nested objects (a face
     with its box, a segment) goes on one line, so a video's record has one line per face.
-    ``level`` is the depth it is written at (its closing bracket is indented to it)."""
-    if _is_flat(value):
+    ``level`` is the depth it is written at (its closing bracket is indented to it);
+    ``open_``: ``value`` itself gets one line per key even when flat (a record, whether or
+    not it has faces)."""
+    if _is_flat(value) and not (open_ and isinstance(value, dict) and value):
         return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     pad, inner = " " * indent * level, " " * indent * (level + 1)
     if isinstance(value, dict):
@@ -259,8 +262,10 @@ def json_record(value: Any, *, level: int = 0, indent: int = 2) -> str:
 
 
 def to_json(results: Iterable[MediaResult]) -> str:
-    """A JSON array of records, one line per face (see :func:`json_record`)."""
-    return json_record([r.to_dict() for r in results]) + "\n"
+    """A JSON array of records, each with one line per key and per face (see
+    :func:`json_record`)."""
+    records = [json_record(r.to_dict(), level=1, open_=True) for r in results]
+    return ("[\n  " + ",\n  ".join(records) + "\n]\n") if records else "[]\n"
 
 
 def csv_header() -> str:

@@ -108,7 +108,7 @@ def predict_command(
     """
     from mesonet.destinations import check_output_dir, check_output_file
     from mesonet.inputs import sample_paths
-    from mesonet.output import write_results
+    from mesonet.output import check_paths_exist, write_results
     from mesonet.pipeline import Detector
 
     if output_format not in FORMATS:
@@ -116,6 +116,7 @@ def predict_command(
     paths = [*(paths or []), *(sample_paths() if samples else [])]
     if not paths:
         raise typer.BadParameter("give images, videos or folders, or --samples", param_hint="PATH")
+    check_paths_exist(paths)  # a mistyped name: exit 2 before the model loads
     limits = input_limits(limit, ilimit, vlimit)
     # outputs are refused before the model loads; write_results checks them against the
     # inputs once they are listed
@@ -288,10 +289,13 @@ def _scan_progress(engine: str):
 
 def _print_scan_summary(summary) -> None:
     """One line of counts and speed on stdout; lost inputs and error records on stderr."""
+    from mesonet.output import plural
+
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.statuses.items()))
     out.print(
-        f"{summary.written} of {summary.listed} inputs analysed ({summary.skipped} already in "
-        f"{summary.output}) in {summary.seconds:.1f} s, {summary.files_per_s:.1f} files/s"
+        f"{summary.written} of {plural(summary.listed, 'input')} analysed "
+        f"({summary.skipped} already in {summary.output}) in {summary.seconds:.1f} s, "
+        f"{summary.files_per_s:.1f} files/s"
         + (
             f" (first after {summary.first_record_s:.1f} s)"
             if summary.first_record_s is not None
@@ -304,17 +308,21 @@ def _print_scan_summary(summary) -> None:
     if summary.lost:
         shown = ", ".join(summary.lost[:5]) + (" ..." if len(summary.lost) > 5 else "")
         err.print(
-            f"[red]{len(summary.lost)} inputs lost with failing workers[/] ({shown}); "
+            f"[red]{plural(len(summary.lost), 'input')} lost with failing workers[/] ({shown}); "
             "rerun to retry them",
             highlight=False,
             soft_wrap=True,
         )
     if summary.retried:
-        err.print(f"{summary.retried} inputs with error records analysed again", highlight=False)
+        records = "an error record" if summary.retried == 1 else "error records"
+        err.print(f"{plural(summary.retried, 'input')} with {records} analysed again")
     if summary.failed:
+        one = summary.failed == 1
         err.print(
-            f"[red]{summary.failed} inputs have error records[/] (see {summary.output}); "
-            "repair them and rerun with --retry-errors to analyse them again",
+            f"[red]{plural(summary.failed, 'input')} "
+            f"{'has an error record' if one else 'have error records'}[/] "
+            f"(see {summary.output}); repair {'it' if one else 'them'} and rerun with "
+            f"--retry-errors to analyse {'it' if one else 'them'} again",
             highlight=False,
             soft_wrap=True,
         )

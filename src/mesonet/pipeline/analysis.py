@@ -84,6 +84,7 @@ class Analysis:
             card_threshold=d.card_threshold,
             bands=d.verdict_bands,
             detected=d.faces != "none",
+            min_face=d.min_face_size if d.faces != "none" else None,
             aggregate=d.aggregate,
             track_share=d.track_share,
             track_size=d.track_size,

@@ -33,12 +33,14 @@ CROP_SIZE = 256
 
 @dataclass
 class FrameFaces:
-    """The faces found on one analysed frame (or the image), with their scores."""
+    """The faces found on one analysed frame (or the image), with their scores; ``size``:
+    an image's (width, height), which tells why it has no face."""
 
     index: int
     time_s: float
     faces: list[Face]
     scores: list[float] = field(default_factory=list)
+    size: tuple[int, int] | None = None
 
 
 Found = tuple[FrameFaces, list[np.ndarray]]
@@ -81,7 +83,10 @@ class FaceFinder:
         else:
             detections = self.detect(list(images))
         return [
-            (FrameFaces(0, 0.0, faces), self.crops(image, faces))
+            (
+                FrameFaces(0, 0.0, faces, size=(image.shape[1], image.shape[0])),
+                self.crops(image, faces),
+            )
             for image, faces in zip(images, detections, strict=True)
         ]
 
@@ -143,6 +148,14 @@ class FaceDetectors:
     _video_face_detector: FaceDetector | None
     _detector_options: dict[str, Any]
     video_detect_side: int | None
+
+    @property
+    def min_face_size(self) -> int | None:
+        """The smallest face (in source pixels) the face detector looks for; None when a
+        caller's detector does not say."""
+        if self._face_detector is None:
+            return self._detector_options.get("min_face_size")
+        return getattr(self._face_detector, "min_face_size", None)
 
     @property
     def face_detector(self) -> FaceDetector:

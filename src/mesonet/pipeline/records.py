@@ -58,6 +58,8 @@ class Records:
         card_threshold, bands: the card's threshold and the verdict bands measured around it.
         detected: the faces come from a detector (their confidence is reported; None when
             the whole image was the face).
+        min_face: the smallest face the detector looks for (pixels), which tells why an
+            image too small has none (None: not known).
         aggregate, track_share, track_size: the video rules (:mod:`mesonet.video`).
     """
 
@@ -66,6 +68,7 @@ class Records:
     card_threshold: float
     bands: Mapping[str, Any]
     detected: bool = True
+    min_face: int | None = None
     aggregate: str = "mean"
     track_share: float = TRACK_SHARE
     track_size: float = TRACK_SIZE
@@ -81,6 +84,16 @@ class Records:
         cut = decision_threshold(rule, self.threshold) if rule else self.threshold
         return verdict_for(probability, cut, self.bands, self.card_threshold)
 
+    def no_face_reason(self, what: str, size: tuple[int, int] | None) -> str:
+        """Why a record has no face: the image (or the video's frames) smaller than the
+        smallest face the detector looks for, else none found."""
+        if size is not None and self.min_face is not None and min(size) < self.min_face:
+            return (
+                f"{what} {size[0]}x{size[1]} px, smaller than the detector's minimum face "
+                f"({self.min_face} px)"
+            )
+        return "no face found"
+
     def _face(self, face: Any, score: float, **video: Any) -> FaceResult:
         return FaceResult(
             box=[round(v, 1) for v in face.box],
@@ -95,6 +108,7 @@ class Records:
             self._face(face, score) for face, score in zip(frame.faces, frame.scores, strict=True)
         ]
         result = MediaResult(path=str(path), kind="image", status="no_face", model=self.model)
+        result.error = None if faces else self.no_face_reason("image", frame.size)
         if faces:
             probability = max(f.fake_probability for f in faces)  # the most suspicious face
             result.status = "ok"
@@ -125,6 +139,8 @@ class Records:
             duration_s=round(info.duration_s, 3),
             aggregation=self.aggregate,
         )
+        if not faces:
+            result.error = self.no_face_reason("frames", (info.width, info.height))
         if faces:
             result.tracks = summarise_tracks(faces, len(analysed), self.aggregate, self.threshold)
             probability = choose_decisive(

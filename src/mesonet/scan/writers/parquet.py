@@ -110,7 +110,7 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
             record[key] = row.get(key)
         record["tracks"] = [dict(t) for t in row.get("tracks") or []]
         record["segments"] = [dict(s) for s in row.get("segments") or []]
-    if row.get("status") == "error":
+    if row.get("status") in ("error", "no_face"):  # what failed, or why there is no face
         record["error"] = row.get("error")
     return record
 

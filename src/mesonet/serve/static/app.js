@@ -25,6 +25,8 @@ function scoreColour(p) {
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const pct = (p) => `${Math.round(p * 100)}%`;
 const secs = (t) => `${(Number(t) || 0).toFixed(t >= 10 ? 1 : 2)} s`;
+// thresholds are shown to two decimals (0.45, not 0.448885)
+const thr2 = (t) => (t == null || t === "" ? "" : Number(t).toFixed(2));
 
 function el(tag, attrs = {}, text = null) {
   const node = tag.startsWith("svg:")
@@ -52,7 +54,7 @@ async function loadSettings() {
     const serving = models.serving || {};
     if (serving.threshold != null) {
       state.defaultThreshold = serving.threshold;
-      $("opt-threshold").placeholder = String(serving.threshold);
+      $("opt-threshold").placeholder = thr2(serving.threshold);
     }
     if (serving.frames != null) $("opt-frames").placeholder = String(serving.frames);
     fillModelPicker(models, serving.name);
@@ -99,7 +101,7 @@ function fillModelPicker(models, served) {
   select.addEventListener("change", () => {
     const card = cards.get(select.value);
     $("model-about").textContent = modelAbout(card);
-    if (card && card.threshold != null) $("opt-threshold").placeholder = String(card.threshold);
+    if (card && card.threshold != null) $("opt-threshold").placeholder = thr2(card.threshold);
     if (state.file && !state.busy) analyse(state.file);
   });
 }
@@ -274,7 +276,10 @@ function render(record) {
   } else {
     verdict.className = "verdict none";
     $("verdict-text").textContent = "No face found";
-    $("verdict-sub").textContent = "MesoNet judges faces: nothing was scored in this " +
+    // why: the file smaller than the smallest face looked for, or none found
+    const why = record.error && record.error !== "no face found"
+      ? `${record.error.charAt(0).toUpperCase()}${record.error.slice(1)}. ` : "";
+    $("verdict-sub").textContent = `${why}MesoNet judges faces: nothing was scored in this ` +
       `${record.kind || "file"}. Try a sharper or closer shot.`;
   }
   renderFacts(record);
@@ -337,7 +342,7 @@ function renderFacts(record) {
       ? segs.map((s) => `${secs(s.start_s)}–${secs(s.end_s)} (track ${s.track}, ${pct(s.fake_probability)})`).join("; ")
       : "no segment");
   }
-  add("Threshold", String(threshold(record)));
+  add("Threshold", thr2(threshold(record)));
 }
 
 const threshold = (record) =>
@@ -581,7 +586,7 @@ function renderTimeline(record) {
   const flag = el("span");
   flag.append(el("span", { class: "swatch flag" }), "flagged");
   const thr = el("span");
-  thr.append(el("span", { class: "swatch", style: "background:#c62828" }), `threshold ${t}`);
+  thr.append(el("span", { class: "swatch", style: "background:#c62828" }), `threshold ${thr2(t)}`);
   legend.append(flag, thr);
   svg.append(el("svg:line", {
     id: "cursor", x1: -10, x2: -10, y1: pad.top, y2: height - pad.bottom, stroke: "#1c1f24", "stroke-width": 1,
