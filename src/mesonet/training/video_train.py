@@ -31,9 +31,10 @@ import torch
 from torch import nn
 
 from mesonet.models import ModelCard, create_model, load_model, save_model
-from mesonet.models.card import tensors_sha256
+from mesonet.models.card import check_name, tensors_sha256
 from mesonet.models.sequence import VIDEO_ARCHS
 from mesonet.models.video_models import FRAMES, TemporalConv, VideoNet, head_on
+from mesonet.training.checkpoint import save_checkpoint
 from mesonet.training.clips import video_clips, window_starts
 from mesonet.training.errors import TrainingError
 from mesonet.training.video_bank import Entry, cached_bank
@@ -79,6 +80,14 @@ class VideoTrainConfig:
         for key in ("epochs", "steps", "batch_size", "threads"):
             if getattr(self, key) < 1:
                 raise TrainingError(f"{key} must be at least 1")
+        try:  # the card's name, checked before any work (the default comes from --out)
+            check_name(self.card_name())
+        except ValueError as exc:
+            raise TrainingError(f"the model's name: {exc} (set it with --name)") from None
+
+    def card_name(self) -> str:
+        """The name the card will carry: ``name``, else ``ARCH.<out folder's name>``."""
+        return self.name or f"{self.arch}.{Path(self.out).name}"
 
 
 def build_model(config: VideoTrainConfig, out: Path) -> tuple[VideoNet, dict[str, str], str]:
@@ -236,11 +245,8 @@ def _trainable(model: VideoNet) -> dict[str, torch.Tensor]:
 
 
 def _checkpoint(out: Path, model: VideoNet, optimizer, state: dict) -> None:
-    tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(
-        {"model": _trainable(model), "optimizer": optimizer.state_dict(), "state": state}, tmp
-    )
-    tmp.replace(out / CHECKPOINT)
+    payload = {"model": _trainable(model), "optimizer": optimizer.state_dict(), "state": state}
+    save_checkpoint(out / CHECKPOINT, payload)  # a temporary file renamed over the old one
 
 
 def _resume(out: Path, model: VideoNet, optimizer) -> dict:
@@ -278,7 +284,7 @@ def _card(
         )
     counts = {kind: sum(e.kind == kind for e in train) for kind in ("clip", "aug", "sbi")}
     return ModelCard(
-        name=config.name or f"{config.arch}.{Path(config.out).name}",
+        name=config.card_name(),
         arch=config.arch,
         description=(
             f"{what}; trained with `mesonet train-video` on {config.data} (windows of "
