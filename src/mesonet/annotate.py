@@ -5,7 +5,8 @@ videos get ``<folder>_<name>.annotated.mp4`` (the analysed frames, each with its
 timeline strip of the per-frame scores with the flagged segments and a cursor; H.264, which
 browsers play) and ``<folder>_<name>.timeline.png`` (a chart of the scores over time titled
 with the file, model and verdict: time axis, the threshold, a legend, as on the web page;
-texts in :mod:`mesonet.captions`). The track that set a video's score is drawn thicker and
+texts in :mod:`mesonet.captions`; with a video model, each track's scored 24-frame windows
+as bars beside its frame scores). The track that set a video's score is drawn thicker and
 labelled "decides" in both. ``<name>`` keeps the extension (``in/x.jpg`` and ``in/x.png``
 differ), and two inputs of one run that would still share a name get ``-2``, ``-3``... (see
 :func:`output_stem`).
@@ -23,12 +24,14 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patheffects import Normal, Stroke
 
 from mesonet.captions import caption_image, no_face_caption, timeline_title
 from mesonet.destinations import (
@@ -40,7 +43,7 @@ from mesonet.destinations import (
     write_output,
 )
 from mesonet.media import iter_video_frames, resize_max_side
-from mesonet.results import FaceResult, MediaResult
+from mesonet.results import FaceResult, MediaResult, TrackResult, WindowScore
 
 MAX_SIDE = 1280  # annotated output is shrunk to this
 STRIP_HEIGHT = 90
@@ -180,17 +183,26 @@ def timeline_strip(
     return strip
 
 
-def write_timeline_png(result: MediaResult, threshold: float, path: Path) -> Path:
+def write_timeline_png(
+    result: MediaResult, threshold: float, path: Path, video_threshold: float | None = None
+) -> Path:
     """Save :func:`timeline_figure` as a PNG; returns ``path``."""
-    figure = timeline_figure(result, threshold)
+    figure = timeline_figure(result, threshold, video_threshold)
     with replacing(path, WHAT, durable=False) as handle:
         figure.savefig(handle, format="png")
     return path
 
 
-def timeline_figure(result: MediaResult, threshold: float) -> Figure:
+def timeline_figure(
+    result: MediaResult, threshold: float, video_threshold: float | None = None
+) -> Figure:
     """A chart of each face track's fake probability over the video's time, with the
-    threshold and the flagged segments, labelled and with a legend (as the page's chart)."""
+    threshold and the flagged segments, labelled and with a legend (as the page's chart).
+
+    With a video model, the temporal evidence beside the frame scores: each scored window of
+    a track as a bar over the time its 24 frames span, at the video model's probability for
+    it (:attr:`~mesonet.results.TrackResult.windows`), and the video model's threshold
+    (``video_threshold``) when it differs from the frame model's."""
     fig = Figure(figsize=(8, 2.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     fig.suptitle(timeline_title(result), x=0.01, ha="left", fontsize=9)
@@ -216,6 +228,7 @@ def timeline_figure(result: MediaResult, threshold: float) -> Figure:
     for face in result.faces:
         tracks[face.track or 0].append(face)
     summaries = {t.id: t for t in result.tracks}
+    temporal = any(t.windows for t in result.tracks)
     for track, faces in sorted(tracks.items()):
         faces.sort(key=lambda f: f.time_s or 0.0)
         times = [f.time_s or 0.0 for f in faces]
@@ -224,7 +237,7 @@ def timeline_figure(result: MediaResult, threshold: float) -> Figure:
         role = ""
         if summary is not None:
             role = " (decides)" if deciding else "" if summary.eligible else " (cannot decide)"
-        ax.plot(
+        (line,) = ax.plot(
             times,
             [f.fake_probability for f in faces],
             marker="o",
@@ -232,9 +245,19 @@ def timeline_figure(result: MediaResult, threshold: float) -> Figure:
             lw=2.8 if deciding else 1.2,
             ls="--" if summary is not None and not summary.eligible else "-",
             zorder=3 if deciding else 2,
-            label=f"face #{track}{role}",
+            label=f"face #{track}{' frames' if temporal else ''}{role}",
         )
+        if summary is not None and summary.windows:
+            _plot_windows(ax, summary, line.get_color())
     ax.axhline(threshold, color="#555555", ls="--", lw=1, label=f"threshold {threshold:.2f}")
+    if temporal and video_threshold is not None and abs(video_threshold - threshold) >= 0.005:
+        ax.axhline(
+            video_threshold,
+            color="black",
+            ls=":",
+            lw=1.2,
+            label=f"temporal threshold {video_threshold:.2f}",
+        )
     ax.set_xlim(0, duration)
     ax.set_ylim(0, 1)
     ax.set_xlabel("time (s)")
@@ -245,6 +268,35 @@ def timeline_figure(result: MediaResult, threshold: float) -> Figure:
         ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return fig
+
+
+def _plot_windows(ax: Any, track: TrackResult, colour: str) -> None:
+    """A track's scored windows as bars over their time spans, in the track's colour with a
+    black outline (the frame scores are a thin line with dots)."""
+    times, probabilities = _window_steps(track.windows or [])
+    n = len(track.windows or [])
+    width = 5.0 if track.decisive else 3.5
+    ax.plot(
+        times,
+        probabilities,
+        color=colour,
+        lw=width,
+        solid_capstyle="butt",
+        path_effects=[Stroke(linewidth=width + 2.5, foreground="black"), Normal()],
+        zorder=4,
+        label=f"face #{track.id} temporal ({n} window{'s' if n > 1 else ''})",
+    )
+
+
+def _window_steps(windows: Iterable[WindowScore]) -> tuple[list[float], list[float]]:
+    """One polyline of the windows' bars (each flat over its start and end time, broken
+    between windows)."""
+    times: list[float] = []
+    probabilities: list[float] = []
+    for window in windows:
+        times += [window.start_s, window.end_s, float("nan")]
+        probabilities += [window.temporal_probability] * 2 + [float("nan")]
+    return times, probabilities
 
 
 class _H264Writer:
@@ -325,10 +377,12 @@ def write_annotated_video(
     out_dir: Path,
     fps: float = 4.0,
     names: dict[str, str] | None = None,
+    video_threshold: float | None = None,
 ) -> list[Path]:
     """Re-decode the analysed frames and write them annotated, with a timeline strip.
 
     Decoding again (only when annotating) keeps the analysis itself from holding frames.
+    ``video_threshold``: the video model's threshold, for the chart (:func:`timeline_figure`).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = output_stem(result.path, names)
@@ -363,5 +417,6 @@ def write_annotated_video(
         if writer is not None:
             writer.close()
             written.append(video_path)
-    written.append(write_timeline_png(result, threshold, out_dir / f"{stem}.timeline.png"))
+    chart = out_dir / f"{stem}.timeline.png"
+    written.append(write_timeline_png(result, threshold, chart, video_threshold))
     return written

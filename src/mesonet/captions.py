@@ -47,7 +47,8 @@ def caption_image(image: np.ndarray, text: str, min_width: int = 320) -> np.ndar
 
 def timeline_title(result: MediaResult, name_chars: int = 48) -> str:
     """The chart's title, so the PNG alone says what it shows: the file's name (its end, when
-    long), the model and the verdict with its probability (or why there is none)."""
+    long), the model (and the video model with its rule) and the verdict with its
+    probability (or why there is none)."""
     name = safe_text(Path(result.path).name)
     if len(name) > name_chars:
         name = "…" + name[-(name_chars - 1) :]
@@ -57,4 +58,7 @@ def timeline_title(result: MediaResult, name_chars: int = 48) -> str:
         verdict = no_face_caption(result)
     else:
         verdict = result.error or result.status
-    return f"{name}  ·  {safe_text(result.model)}  ·  {verdict}"
+    model = safe_text(result.model)
+    if result.video_model is not None:
+        model += f" + {safe_text(result.video_model)} ({result.video_rule})"
+    return f"{name}  ·  {model}  ·  {verdict}"

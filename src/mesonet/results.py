@@ -33,6 +33,14 @@ CSV_COLUMNS = (
     "deciding_tracks",  # video only: face tracks that could decide the video's score
     "decisive_track",
     "flagged_segments",
+    # video only, with a video model (see mesonet.pipeline.temporal): its name and rule, the
+    # evidence that decided, and the decisive track's frame and temporal evidence
+    "video_model",
+    "video_rule",
+    "evidence",
+    "frame_probability",
+    "temporal_probability",
+    "temporal_windows",
     "error",
 )
 
@@ -91,6 +99,17 @@ class Segment:
 
 
 @dataclass
+class WindowScore:
+    """One window of a face track scored by a video model: the times of its first and last
+    frame and the video model's fake probability for it (on the video model's own scale, as
+    the track's ``temporal_probability``)."""
+
+    start_s: float
+    end_s: float
+    temporal_probability: float
+
+
+@dataclass
 class TrackResult:
     """One face track of a video (one person, as far as tracking can tell) and its quality.
 
@@ -103,8 +122,8 @@ class TrackResult:
     With a video model (:mod:`mesonet.pipeline.temporal`), ``fake_probability`` is the
     frame and temporal evidence combined by the video rule; ``frame_probability`` is the
     frame evidence, ``temporal_probability`` the video model's (tracks with a window of its
-    frames only; ``temporal_windows`` of them) and ``evidence`` says which decided. Those
-    keys appear in the JSON record only with a video model.
+    frames only; ``temporal_windows`` of them, each scored in ``windows``) and ``evidence``
+    says which decided. Those keys appear in the JSON record only with a video model.
     """
 
     id: int
@@ -119,13 +138,26 @@ class TrackResult:
     temporal_probability: float | None = None
     temporal_windows: int | None = None
     evidence: str | None = None
+    windows: list[WindowScore] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("frame_probability", "temporal_probability", "temporal_windows", "evidence"):
+        for key in TRACK_VIDEO_MODEL_KEYS:
             if data[key] is None:
                 data.pop(key)
         return data
+
+
+TRACK_VIDEO_MODEL_KEYS = (
+    "frame_probability",
+    "temporal_probability",
+    "temporal_windows",
+    "evidence",
+    "windows",
+)
+"""A track's keys that only a video model gives (absent from the JSON record otherwise)."""
+VIDEO_MODEL_KEYS = ("video_model", "video_rule", "evidence")
+"""A video record's keys that only a video model gives (absent from the JSON otherwise)."""
 
 
 @dataclass
@@ -189,9 +221,8 @@ class MediaResult:
             data["aggregation"] = self.aggregation
             data["tracks"] = [t.to_dict() for t in self.tracks]
             if self.video_model is not None:
-                data["video_model"] = self.video_model
-                data["video_rule"] = self.video_rule
-                data["evidence"] = self.evidence
+                for key in VIDEO_MODEL_KEYS:
+                    data[key] = getattr(self, key)
             data["segments"] = [asdict(s) for s in self.segments]
         if self.status != "ok":  # what went wrong, or why there is no face
             data["error"] = None if self.error is None else safe_text(self.error)
@@ -216,8 +247,20 @@ class MediaResult:
             "deciding_tracks": sum(t.eligible for t in self.tracks) if self.is_video else "",
             "decisive_track": "" if decisive is None else decisive.id,
             "flagged_segments": ";".join(f"{s.start_s:.2f}-{s.end_s:.2f}" for s in self.segments),
+            "video_model": self.video_model or "",
+            "video_rule": self.video_rule or "",
+            "evidence": self.evidence or "",
+            "frame_probability": _cell(decisive, "frame_probability"),
+            "temporal_probability": _cell(decisive, "temporal_probability"),
+            "temporal_windows": _cell(decisive, "temporal_windows"),
             "error": safe_text(self.error or ""),
         }
+
+
+def _cell(track: TrackResult | None, key: str) -> Any:
+    """A CSV cell of ``track``'s ``key``: empty without a track or a value."""
+    value = None if track is None else getattr(track, key)
+    return "" if value is None else value
 
 
 def to_jsonl(results: Iterable[MediaResult]) -> Iterable[str]:

@@ -164,8 +164,19 @@ class Analysis:
         if self.annotate_dir is not None:
             from mesonet import annotate
 
-            write = annotate.write_annotated_image
-            if result.kind == "video":
-                write = annotate.write_annotated_video
-            write(source, result, self.records.threshold, self.annotate_dir, names=self.names)
+            threshold, out = self.records.threshold, self.annotate_dir
+            if result.kind != "video":
+                annotate.write_annotated_image(source, result, threshold, out, names=self.names)
+            else:
+                video_threshold = None
+                if self.temporal is not None:  # the chart draws the video model's own
+                    video_threshold = float(self.temporal.model.card.threshold)
+                annotate.write_annotated_video(
+                    source,
+                    result,
+                    threshold,
+                    out,
+                    names=self.names,
+                    video_threshold=video_threshold,
+                )
         return result

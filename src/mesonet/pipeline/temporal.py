@@ -9,7 +9,8 @@ centred at evenly spaced points of the video; the face detector runs on every on
 crops: from runs of consecutive frames first, else (no run long enough) from its analysed
 frames in order, which the model was not trained on. A track with a window gets
 ``temporal_probability`` (the sigmoid of its windows' mean logit, at most
-:data:`MAX_WINDOWS` windows); a shorter track keeps its frame score alone.
+:data:`MAX_WINDOWS` windows; each window's own probability and time span in ``windows``,
+which the timeline chart draws); a shorter track keeps its frame score alone.
 
 The rules (``video_rule``), per track; the decisive track is then chosen as always
 (:func:`mesonet.video.choose_decisive`):
@@ -33,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from mesonet.models.sequence import is_video_card
 from mesonet.pipeline.faces import Found
 from mesonet.pipeline.read import PREFETCH_FRAMES, prefetch
 from mesonet.pipeline.score import score_stream, to_batch
-from mesonet.results import MediaResult
+from mesonet.results import MediaResult, WindowScore
 from mesonet.video import choose_decisive
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ VIDEO_WINDOWS = 2
 """Default runs of consecutive frames analysed per video for the video model."""
 MAX_WINDOWS = 8
 """Most windows scored per track (evenly chosen among its windows)."""
+T = TypeVar("T")
 EVIDENCE = {"frames": "frames", "temporal": "temporal", "mean": "frames+temporal"}
 _EPS = 1e-6
 
@@ -147,12 +149,13 @@ class TemporalStage:
         return model_label(self.model)
 
     @torch.no_grad()
+    def logits(self, windows: Sequence[Sequence[np.ndarray]]) -> list[float]:
+        """The model's logit for each of ``windows`` of crops."""
+        return [float(self.model.logits(to_batch(w).contiguous().unsqueeze(0))[0]) for w in windows]
+
     def probability(self, windows: Sequence[Sequence[np.ndarray]]) -> float:
         """The sigmoid of the mean logit of the model over ``windows`` of crops."""
-        logits = [
-            float(self.model.logits(to_batch(w).contiguous().unsqueeze(0))[0]) for w in windows
-        ]
-        return sigmoid(float(np.mean(logits)))
+        return sigmoid(float(np.mean(self.logits(windows))))
 
     def video(self, analysis: Analysis, path: Path, clock: AnalysisClock) -> MediaResult:
         """The record of one video with temporal evidence (see the module docstring)."""
@@ -181,15 +184,20 @@ class TemporalStage:
         result.video_model, result.video_rule = self.name, self.rule
         if result.status != "ok" or not result.tracks:
             return
-        by_track: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+        by_track: dict[int, list[tuple[int, tuple[float, np.ndarray]]]] = defaultdict(list)
         for face, crop in zip(result.faces, crops, strict=True):
-            by_track[face.track or 0].append((face.frame or 0, crop))
+            by_track[face.track or 0].append((face.frame or 0, (face.time_s or 0.0, crop)))
         for track in result.tracks:
             track.frame_probability = track.fake_probability
             windows = track_windows(by_track[track.id], self.length, self.step)
             if windows:
-                track.temporal_probability = round(self.probability(windows), 6)
+                logits = self.logits([[crop for _, crop in w] for w in windows])
+                track.temporal_probability = round(sigmoid(float(np.mean(logits))), 6)
                 track.temporal_windows = len(windows)
+                track.windows = [
+                    WindowScore(w[0][0], w[-1][0], round(sigmoid(z), 6))
+                    for w, z in zip(windows, logits, strict=True)
+                ]
         combine(result, self.rule, float(self.model.card.threshold), records)
 
 
@@ -279,17 +287,16 @@ def _keeping(found: Iterable[Found], kept: list[list[np.ndarray]]) -> Iterator[F
         yield frame, frame_crops
 
 
-def track_windows(
-    faces: Sequence[tuple[int, np.ndarray]], length: int, step: int = 1
-) -> list[list[np.ndarray]]:
-    """Windows of ``length`` crops of one track ((frame index, crop) pairs): non-overlapping
-    runs of frames ``step`` apart, or, when no run is that long, its crops in frame order;
-    at most :data:`MAX_WINDOWS`, evenly chosen. Empty when the track is shorter."""
+def track_windows(faces: Sequence[tuple[int, T]], length: int, step: int = 1) -> list[list[T]]:
+    """Windows of ``length`` crops of one track ((frame index, crop) pairs; the crop may
+    be any item, a (time, crop) pair for instance): non-overlapping runs of frames ``step``
+    apart, or, when no run is that long, its crops in frame order; at most
+    :data:`MAX_WINDOWS`, evenly chosen. Empty when the track is shorter."""
     ordered = sorted(faces, key=lambda fc: fc[0])
     if len(ordered) < length:
         return []
-    windows: list[list[np.ndarray]] = []
-    run: list[tuple[int, np.ndarray]] = []
+    windows: list[list[T]] = []
+    run: list[tuple[int, T]] = []
     for frame, crop in ordered:
         if run and frame - run[-1][0] != step:
             run = []

@@ -10,6 +10,7 @@ from typing import Any
 
 from mesonet.destinations import check_output_file, replacing, writing
 from mesonet.errors import MesonetError
+from mesonet.results import TRACK_VIDEO_MODEL_KEYS, VIDEO_MODEL_KEYS
 from mesonet.scan.writers.jsonl import JsonlWriter, _regular_or_missing, read_jsonl
 
 VIDEO_KEYS = ("frames_analyzed", "duration_s", "aggregation", "tracks", "segments")
@@ -33,7 +34,8 @@ def _pyarrow() -> Any:
 
 
 def parquet_schema() -> Any:
-    """The result record as a Parquet schema (video-only fields null for images)."""
+    """The result record as a Parquet schema (video-only fields null for images, the video
+    model's fields null without one)."""
     pa = _pyarrow()
     face = pa.struct(
         [
@@ -43,6 +45,13 @@ def parquet_schema() -> Any:
             ("frame", pa.int64()),
             ("time_s", pa.float64()),
             ("track", pa.int64()),
+        ]
+    )
+    window = pa.struct(
+        [
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("temporal_probability", pa.float64()),
         ]
     )
     track = pa.struct(
@@ -55,6 +64,11 @@ def parquet_schema() -> Any:
             ("fake_probability", pa.float64()),
             ("eligible", pa.bool_()),
             ("decisive", pa.bool_()),
+            ("frame_probability", pa.float64()),  # this and below: with a video model
+            ("temporal_probability", pa.float64()),
+            ("temporal_windows", pa.int64()),
+            ("evidence", pa.string()),
+            ("windows", pa.list_(window)),
         ]
     )
     segment = pa.struct(
@@ -79,6 +93,9 @@ def parquet_schema() -> Any:
             ("duration_s", pa.float64()),
             ("aggregation", pa.string()),
             ("tracks", pa.list_(track)),
+            ("video_model", pa.string()),  # this and the next two: with a video model
+            ("video_rule", pa.string()),
+            ("evidence", pa.string()),
             ("segments", pa.list_(segment)),
             ("error", pa.string()),
         ]
@@ -91,6 +108,14 @@ def _to_row(record: dict[str, Any], schema: Any) -> dict[str, Any]:
         fields = [f.name for f in schema.field(key).type.value_type]
         row[key] = [{f: item.get(f) for f in fields} for item in record.get(key) or []]
     return row
+
+
+def _track(row: dict[str, Any]) -> dict[str, Any]:
+    """A track as in the JSON record: the video model's keys only where they have a value."""
+    track = {k: v for k, v in row.items() if v is not None or k not in TRACK_VIDEO_MODEL_KEYS}
+    if track.get("windows") is not None:
+        track["windows"] = [dict(w) for w in track["windows"]]
+    return track
 
 
 def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +133,10 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
     if video:
         for key in VIDEO_KEYS:
             record[key] = row.get(key)
-        record["tracks"] = [dict(t) for t in row.get("tracks") or []]
+        record["tracks"] = [_track(t) for t in row.get("tracks") or []]
+        if row.get("video_model") is not None:  # keys in the place MediaResult.to_dict puts them
+            record.pop("segments")
+            record.update({key: row.get(key) for key in VIDEO_MODEL_KEYS})
         record["segments"] = [dict(s) for s in row.get("segments") or []]
     if row.get("status") in ("error", "no_face"):  # what failed, or why there is no face
         record["error"] = row.get("error")
@@ -134,6 +162,18 @@ def read_parquet(path: Path, columns: Sequence[str] | None = None) -> Iterator[d
     for batch in table.to_batches():
         for row in batch.to_pylist():
             yield row if columns else record_from_row(row)
+
+
+def _in_schema(table: Any, schema: Any) -> Any:
+    """``table`` in ``schema``; a file written before some fields existed (the video model's)
+    gains them, null."""
+    pa = _pyarrow()
+    if table.schema.equals(schema):
+        return table
+    try:
+        return table.cast(schema)
+    except (ValueError, pa.ArrowException):  # other fields: row by row, missing ones null
+        return pa.Table.from_pylist([_to_row(r, schema) for r in table.to_pylist()], schema=schema)
 
 
 def _last_per_path(table: Any) -> Any:
@@ -185,7 +225,7 @@ class ParquetWriter:
             table = records_table(new)
             with writing(self.path, "results file"):
                 if self.path.exists():
-                    old = _last_per_path(pa.parquet.read_table(self.path).cast(table.schema))
+                    old = _last_per_path(_in_schema(pa.parquet.read_table(self.path), table.schema))
                     if new:
                         fresh = pa.array(sorted(r["path"] for r in new), pa.string())
                         keep = pa.compute.invert(pa.compute.is_in(old["path"], value_set=fresh))
