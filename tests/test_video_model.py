@@ -451,6 +451,20 @@ def test_the_page_picks_a_video_model_and_shows_both_kinds_of_evidence(tmp_path,
         )
         facts = driver.find_element(By.ID, "facts").text
         assert "temporal_conv.test, rule mean" in facts and "temporal " in facts
+        # the timeline draws each scored window beside the frame scores, with a legend entry
+        bars = driver.find_elements(By.CSS_SELECTOR, "#timeline svg line.window")
+        assert bars and all(
+            float(b.get_attribute("x2")) > float(b.get_attribute("x1")) for b in bars
+        )
+        classes = driver.execute_script(
+            "return [...document.querySelectorAll('#timeline svg > *')]"
+            ".map((e) => e.getAttribute('class') || '')"
+        )
+        first_track = next(i for i, c in enumerate(classes) if c.startswith("track"))
+        assert classes.index("window") < first_track  # beneath the frame scores' dots
+        legend = driver.find_element(By.ID, "timeline-legend").text
+        n = len(bars)
+        assert f"temporal ({n} window{'s' if n > 1 else ''})" in legend
     finally:
         for generator in (driver_gen, server):
             next(generator, None)

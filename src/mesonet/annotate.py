@@ -283,7 +283,7 @@ def _plot_windows(ax: Any, track: TrackResult, colour: str) -> None:
         lw=width,
         solid_capstyle="butt",
         path_effects=[Stroke(linewidth=width + 2.5, foreground="black"), Normal()],
-        zorder=4,
+        zorder=1.8,  # beneath the frame scores (2 and 3), above the flagged segments (1)
         label=f"face #{track.id} temporal ({n} window{'s' if n > 1 else ''})",
     )
 

@@ -567,6 +567,22 @@ function renderTimeline(record) {
       line["stroke-dasharray"] = "4 3";
       line.opacity = 0.7;
     }
+    if (summary && summary.windows) {
+      // the video model's score of each 24-frame window: a bar over the time it spans, in
+      // the track's colour, outlined (as in the timeline PNG); drawn beneath the frame
+      // scores' dots, which stay clickable
+      for (const w of summary.windows) {
+        for (const [stroke, widthPx] of [["#1c1f24", deciding ? 9 : 7], [colour, deciding ? 6 : 4]]) {
+          const bar = el("svg:line", {
+            class: stroke === colour ? "window" : "window-outline", x1: x(w.start_s), x2: x(w.end_s),
+            y1: y(w.temporal_probability), y2: y(w.temporal_probability),
+            stroke, "stroke-width": widthPx, "data-track": String(k),
+          });
+          bar.append(el("svg:title", {}, `track ${k} · temporal ${secs(w.start_s)}–${secs(w.end_s)} · ${pct(w.temporal_probability)} fake`));
+          svg.append(bar);
+        }
+      }
+    }
     if (summary) line["data-track"] = String(k);
     svg.append(el("svg:polyline", line));
     for (const [f, i] of faces) {
@@ -582,6 +598,15 @@ function renderTimeline(record) {
     const role = summary ? ` (${trackRole(summary)})` : "";
     item.append(el("span", { class: "swatch", style: `background:${colour}` }), `track ${k}${role}`);
     legend.append(item);
+    if (summary && summary.windows && summary.windows.length) {
+      const n = summary.windows.length;
+      const windows = el("span", { class: "temporal" });
+      windows.append(
+        el("span", { class: "swatch window", style: `background:${colour}` }),
+        `track ${k} temporal (${n} window${n > 1 ? "s" : ""})`,
+      );
+      legend.append(windows);
+    }
   }
   const flag = el("span");
   flag.append(el("span", { class: "swatch flag" }), "flagged");
