@@ -9,6 +9,7 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 
 from mesonet.annotate import timeline_figure
@@ -94,6 +95,28 @@ def test_the_timeline_chart_draws_the_temporal_windows_beside_the_frame_scores(
     assert not any("temporal threshold" in t.get_text() for t in same.get_legend().get_texts())
     title = timeline_figure(temporal_result, 0.5)._suptitle.get_text()
     assert "+ temporal_conv.test (mean)" in title
+
+
+def test_the_annotated_videos_strip_draws_the_windows_too(temporal_result):
+    from copy import deepcopy
+
+    from mesonet.annotate import STRIP_HEIGHT, timeline_strip
+
+    long, _ = _long_short(temporal_result)
+    without = deepcopy(temporal_result)
+    for track in without.tracks:
+        track.windows = None
+    width = 400
+    drawn = timeline_strip(temporal_result, width, 0.5)
+    plain = timeline_strip(without, width, 0.5)
+    changed = np.argwhere((drawn != plain).any(axis=-1))
+    (window,) = long.windows
+    duration = temporal_result.duration_s
+    y = 8 + (1 - window.temporal_probability) * (STRIP_HEIGHT - 16)
+    assert len(changed) > 0
+    assert abs(changed[:, 0].mean() - y) <= 1.5  # at the window's score
+    left, right = (t / duration * (width - 1) for t in (window.start_s, window.end_s))
+    assert left - 4 <= changed[:, 1].min() and changed[:, 1].max() <= right + 4  # its span
 
 
 def test_annotating_a_video_with_a_video_model_charts_its_threshold(

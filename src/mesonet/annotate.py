@@ -140,7 +140,9 @@ def draw_faces(
 def timeline_strip(
     result: MediaResult, width: int, threshold: float, cursor_s: float | None = None
 ) -> np.ndarray:
-    """An RGB strip: per-track score over time, the threshold, flagged segments, a cursor."""
+    """An RGB strip: per-track score over time, the threshold, flagged segments, a cursor;
+    with a video model, each scored window as a bar over its time span (coloured by its
+    score, outlined in white)."""
     strip = np.full((STRIP_HEIGHT, width, 3), 30, np.uint8)
     duration = max(result.duration_s or 0.0, 1e-6)
     top, bottom = 8, STRIP_HEIGHT - 8
@@ -156,6 +158,12 @@ def timeline_strip(
             strip, (x_of(segment.start_s), top), (x_of(segment.end_s), bottom), (110, 30, 30), -1
         )
     cv2.line(strip, (0, y_of(threshold)), (width - 1, y_of(threshold)), (120, 120, 120), 1)
+    for summary in result.tracks:
+        for window in summary.windows or []:
+            y = y_of(window.temporal_probability)
+            ends = (x_of(window.start_s), y), (x_of(window.end_s), y)
+            cv2.line(strip, *ends, (255, 255, 255), 7)
+            cv2.line(strip, *ends, score_colour(window.temporal_probability), 5)
     tracks: dict[int, list[FaceResult]] = defaultdict(list)
     for face in result.faces:
         tracks[face.track or 0].append(face)
@@ -174,7 +182,10 @@ def timeline_strip(
             cv2.circle(strip, point, radius, score_colour(face.fake_probability), -1, cv2.LINE_AA)
     if decisive is not None:
         note = f"track {decisive.id} decides ({decisive.share:.0%} of frames)"
-        (tw, _), _ = cv2.getTextSize(note, _FONT, 0.4, 1)
+        (tw, th), base = cv2.getTextSize(note, _FONT, 0.4, 1)
+        x0, y0 = max(0, width - tw - 9), max(0, top + 10 - th - 3)
+        shade = strip[y0 : top + 10 + base + 1, x0:]  # darkened, so a score under it stays legible
+        shade[:] = (shade * 0.35).astype(np.uint8)
         cv2.putText(strip, note, (width - tw - 6, top + 10), _FONT, 0.4, (230, 230, 230), 1)
     if cursor_s is not None:
         cv2.line(strip, (x_of(cursor_s), 0), (x_of(cursor_s), STRIP_HEIGHT - 1), (255, 255, 255), 1)
