@@ -159,8 +159,9 @@ def _summary_row(r: MediaResult) -> tuple[str, ...]:
 
     The verdict in words (``likely forged`` in bold red, ``likely real`` in green,
     ``uncertain`` in yellow), else the status (``no face``, ``error``); the detail: a
-    video's frames and length, the deciding track when there are several, its flagged
-    spans, and why there is no face or the error."""
+    video's frames and length, the deciding track when there are several, its frame and
+    temporal evidence (with a video model), its flagged spans, and why there is no face or
+    the error."""
     if r.status == "ok":
         words = r.verdict or ("likely forged" if r.label == "fake" else "likely real")
         verdict = f"[{_VERDICT_STYLE.get(words, '')}]{words}[/]"
@@ -179,6 +180,11 @@ def _summary_row(r: MediaResult) -> tuple[str, ...]:
             details.append(
                 f"track {decisive.id} decides ({decisive.share:.0%} of frames); "
                 f"{deciding} of {len(r.tracks)} can decide"
+            )
+        if decisive is not None and decisive.temporal_probability is not None:
+            details.append(
+                f"frames {decisive.frame_probability:.3f}, temporal "
+                f"{decisive.temporal_probability:.3f} ({r.evidence})"
             )
         if r.segments:
             spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f}s" for s in r.segments[:3])
