@@ -8,6 +8,12 @@ over the same batch: the crops are made once, whatever the number of members. A 
 logits pass through its own card's calibration; an ensemble takes their weighted mean; the
 model's card (the ensemble's, or the single model's) then applies its calibration. This is
 the one place scores are calibrated: the Detector, hence the CLI, the API and scans, use it.
+
+On the OpenVINO backends an ensemble runs as one graph (:mod:`mesonet.backends.fused`): its
+members, their calibrations and weights compiled together over one shared input, so a batch
+costs one inference call; the result is the same logit to float32 rounding. ``fuse=False``
+(or a member calibrated by an isotonic map) keeps one engine per member. On
+``openvino-int8`` the fused graph is what is quantised (one int8 graph per ensemble).
 """
 
 from __future__ import annotations
@@ -17,13 +23,25 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mesonet.backends import _as_array, create_scorer
+from mesonet.backends import (
+    OPENVINO_BACKENDS,
+    OpenVinoScorer,
+    _as_array,
+    _threads,
+    create_scorer,
+    int8_graph_factory,
+    resolve_backend,
+)
+from mesonet.backends.fused import fusable, fused_graph
 from mesonet.models.calibration import calibrate_logits, sigmoid
 from mesonet.models.ensemble import Ensemble
 
 
 class ModelScorer:
-    """Scores a batch with every member of a model; see the module docstring."""
+    """Scores a batch with every member of a model; see the module docstring.
+
+    ``fused``: whether the ensemble runs as one graph (one engine call per batch).
+    """
 
     def __init__(
         self,
@@ -31,8 +49,33 @@ class ModelScorer:
         backend: str = "auto",
         batch_size: int = 64,
         threads: int | None = None,
+        fuse: bool = True,
+        calibration: Any = None,
     ) -> None:
         card = getattr(model, "card", None)
+        self.calibration = getattr(card, "calibration", None) or None
+        self.batch_size = batch_size
+        self.fused = False
+        if isinstance(model, Ensemble) and fuse and fusable(model):
+            resolved = resolve_backend(model, backend, calibration)
+            if resolved in OPENVINO_BACKENDS:
+                backend = resolved
+                if backend == "openvino-int8":
+                    graph = int8_graph_factory(model, calibration)
+                else:
+                    graph = lambda: fused_graph(model)  # noqa: E731
+                engine = OpenVinoScorer(
+                    None,
+                    batch_size,
+                    _threads(threads),
+                    bf16=backend == "openvino-bf16",
+                    graph=graph,
+                    name=backend,
+                )
+                self._members = [(engine, None, 1.0)]
+                self.name = backend
+                self.fused = True
+                return
         if isinstance(model, Ensemble):
             members = [
                 (m, getattr(getattr(m, "card", None), "calibration", None), w)
@@ -41,18 +84,22 @@ class ModelScorer:
         else:
             members = [(model, None, 1.0)]
         self._members = [
-            (create_scorer(m, backend, batch_size, threads, output="logit"), spec, w)
+            (
+                create_scorer(m, backend, batch_size, threads, "logit", calibration),
+                spec,
+                w,
+            )
             for m, spec, w in members
         ]
-        self.calibration = getattr(card, "calibration", None) or None
         self.name = self._members[0][0].name
-        self.batch_size = batch_size
 
     def __repr__(self) -> str:
-        return f"ModelScorer({len(self._members)} member(s), backend={self.name!r})"
+        shape = "fused" if self.fused else f"{len(self._members)} member(s)"
+        return f"ModelScorer({shape}, backend={self.name!r})"
 
     def member_logits(self, batch: Any) -> list[np.ndarray]:
-        """Each member's (member-calibrated) logits, float64, for the same batch."""
+        """Each member's (member-calibrated) logits, float64, for the same batch (a fused
+        ensemble has one: the weighted sum, computed in its graph)."""
         array = _as_array(batch)
         return [calibrate_logits(spec, s(array)) for s, spec, _ in self._members]
 
@@ -69,7 +116,12 @@ class ModelScorer:
 
 
 def create_model_scorer(
-    model: nn.Module, backend: str = "auto", batch_size: int = 64, threads: int | None = None
+    model: nn.Module,
+    backend: str = "auto",
+    batch_size: int = 64,
+    threads: int | None = None,
+    fuse: bool = True,
+    calibration: Any = None,
 ) -> ModelScorer:
     """A :class:`ModelScorer` for ``model`` (a MesoNet or an :class:`Ensemble`)."""
-    return ModelScorer(model, backend, batch_size, threads)
+    return ModelScorer(model, backend, batch_size, threads, fuse, calibration)

@@ -19,8 +19,13 @@ Backends (``backend=``):
 - ``"onnx"``: the folded model exported in memory to ONNX and run by ONNX Runtime (fp32);
 - ``"openvino-bf16"``: OpenVINO with bfloat16 inference (AMX / AVX512-BF16 CPUs); not exact,
   so ``auto`` never picks it (its effect on AUC is measured in ``benchmarks/``);
-- ``"auto"``: the first of :data:`AUTO_ORDER` whose package is installed (fastest first, as
-  measured by ``benchmarks/bench_scoring.py``); every one of them matches eager PyTorch to
+- ``"openvino-int8"``: the model quantised to int8 by NNCF on validation crops (see
+  :mod:`mesonet.backends.int8`: the crops are the user's, the int8 graph is cached); not
+  exact;
+- ``"auto"``: ``openvino-int8`` where the model's card records an AUC change within 0.005 on
+  every dev set for the int8 graph in the cache (:func:`mesonet.backends.int8.auto_int8`),
+  else the first of :data:`AUTO_ORDER` whose package is installed (fastest first, as
+  measured by ``benchmarks/bench_scoring.py``); every one of those matches eager PyTorch to
   1e-4.
 
 No file is written and nothing is downloaded: exports stay in memory.
@@ -50,18 +55,20 @@ __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "EXACT_BACKENDS",
+    "OPENVINO_BACKENDS",
     "OUTPUTS",
     "Logits",
     "Scorer",
     "available_backends",
     "create_scorer",
     "fold_batchnorm",
+    "resolve_backend",
 ]
 
 OUTPUTS = ("probability", "logit")
 """What a scorer returns (``create_scorer(output=...)``)."""
 
-BACKENDS = ("auto", "torch", "openvino", "onnx", "openvino-bf16")
+BACKENDS = ("auto", "torch", "openvino", "onnx", "openvino-bf16", "openvino-int8")
 """Names ``create_scorer`` accepts (and ``--backend`` offers)."""
 
 EXACT_BACKENDS = ("torch", "openvino", "onnx")
@@ -70,7 +77,15 @@ EXACT_BACKENDS = ("torch", "openvino", "onnx")
 AUTO_ORDER = ("openvino", "onnx", "torch")
 """What ``auto`` tries, fastest first on a 2-core AVX-512 CPU (see benchmarks/README.md)."""
 
-_PACKAGES = {"openvino": "openvino", "openvino-bf16": "openvino", "onnx": "onnxruntime"}
+OPENVINO_BACKENDS = ("openvino", "openvino-bf16", "openvino-int8")
+"""The backends on OpenVINO: an ensemble runs on them as one fused graph."""
+
+_PACKAGES = {
+    "openvino": "openvino",
+    "openvino-bf16": "openvino",
+    "openvino-int8": "openvino",
+    "onnx": "onnxruntime",
+}
 
 
 class BackendError(MesonetError):
@@ -87,8 +102,10 @@ class Scorer(Protocol):
 
 
 def available_backends() -> list[str]:
-    """The backends usable here (their packages are importable), ``auto`` excluded."""
-    return [b for b in BACKENDS[1:] if _installed(b)]
+    """The backends any model can run on here (their packages are importable), ``auto``
+    excluded, and ``openvino-int8`` too: it runs only a model with an int8 graph made for
+    it (see :mod:`mesonet.backends.int8`)."""
+    return [b for b in BACKENDS[1:] if b != "openvino-int8" and _installed(b)]
 
 
 def _installed(backend: str) -> bool:
@@ -104,35 +121,69 @@ def _threads(threads: int | None) -> int:
     return int(threads) if threads else max(torch.get_num_threads(), 1)
 
 
+def resolve_backend(model: nn.Module, backend: str, calibration: Any = None) -> str:
+    """The backend ``create_scorer`` runs ``model`` on: ``auto`` resolved (int8 only with a
+    passing recorded AUC check and its graph cached), others checked as installed."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        if calibration is None and _installed("openvino"):
+            from mesonet.backends.int8 import auto_int8
+
+            if auto_int8(model) is not None:
+                return "openvino-int8"
+        return next(b for b in AUTO_ORDER if _installed(b))
+    if not _installed(backend):
+        extra = "pip install onnxruntime onnx" if backend == "onnx" else "pip install openvino"
+        raise BackendError(f"backend {backend!r} needs a package that is not installed: {extra}")
+    return backend
+
+
+def int8_graph_factory(model: nn.Module, calibration: Any = None, logit: bool = True) -> Any:
+    """A function returning ``model``'s int8 OpenVINO graph (logits, or probabilities);
+    :class:`BackendError` when there is none to run (see :func:`mesonet.backends.int8.
+    int8_graph`)."""
+    from mesonet.backends.int8 import int8_graph, with_sigmoid
+
+    try:
+        factory, _ = int8_graph(model, calibration)
+    except LookupError as exc:
+        raise BackendError(f"backend 'openvino-int8': {exc}") from None
+    except ImportError as exc:
+        raise BackendError(str(exc)) from None
+    return factory if logit else (lambda: with_sigmoid(factory()))
+
+
 def create_scorer(
     model: nn.Module,
     backend: str = "auto",
     batch_size: int = 64,
     threads: int | None = None,
     output: str = "probability",
+    calibration: Any = None,
 ) -> Scorer:
     """A scorer running ``model`` (a MesoNet in any mode; it is not modified) on ``backend``.
 
     ``threads``: intra-op threads for the engine (default: torch's setting, i.e. the cores).
     ``output``: ``"probability"`` (the model's sigmoid output) or ``"logit"`` (before the
     sigmoid: what calibration and ensembles combine, exact where probabilities saturate).
+    ``calibration``: for ``openvino-int8``, a folder of validation images or uint8 crops to
+    quantise on (the result is cached); without it the int8 graph the card's record names
+    must be in the cache.
     Raises :class:`BackendError` for an unknown backend or one whose package is missing.
     """
     if output not in OUTPUTS:
         raise BackendError(f"output must be one of {', '.join(OUTPUTS)}, not {output!r}")
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if batch_size < 1:
         raise BackendError(f"batch_size must be at least 1, not {batch_size}")
-    if backend == "auto":
-        backend = next(b for b in AUTO_ORDER if _installed(b))
-    elif not _installed(backend):
-        extra = "pip install onnxruntime onnx" if backend == "onnx" else "pip install openvino"
-        raise BackendError(f"backend {backend!r} needs a package that is not installed: {extra}")
+    backend = resolve_backend(model, backend, calibration)
+    threads = _threads(threads)
+    if backend == "openvino-int8":
+        graph = int8_graph_factory(model, calibration, logit=output == "logit")
+        return OpenVinoScorer(None, batch_size, threads, False, graph=graph, name=backend)
     folded = fold_batchnorm(model)
     if output == "logit":
         folded = Logits(folded)
-    threads = _threads(threads)
     if backend == "torch":
         return TorchScorer(folded, batch_size, threads)
     if backend == "onnx":

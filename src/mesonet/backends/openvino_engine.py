@@ -1,11 +1,12 @@
-"""The ``openvino`` and ``openvino-bf16`` backends: OpenVINO on the CPU, the model's graph
-built op by op from its weights."""
+"""The ``openvino``, ``openvino-bf16`` and ``openvino-int8`` backends: OpenVINO on the CPU,
+the model's graph built op by op from its weights (or any OpenVINO graph handed over: a fused
+ensemble, a quantised model)."""
 
 from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,29 @@ class OpenVinoScorer(_ChunkedScorer):
     The uint8 graph takes the crops as they are (N x H x W x 3); OpenVINO's preprocessing
     converts, scales and transposes them inside the compiled model. One infer request per
     calling thread (requests are not thread-safe), compiled on first use.
+
+    ``graph``: a function returning the OpenVINO model to run (fp32 N x 3 x 256 x 256 in
+    [0, 1] in, N scores out) instead of :func:`openvino_graph` of ``model``; ``name`` then
+    names the backend (``openvino-int8`` for a quantised graph).
     """
 
-    def __init__(self, model: nn.Module, batch_size: int, threads: int, bf16: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module | None,
+        batch_size: int,
+        threads: int,
+        bf16: bool,
+        graph: Callable[[], Any] | None = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__(batch_size, threads)
-        self.name = "openvino-bf16" if bf16 else "openvino"
+        self.name = name or ("openvino-bf16" if bf16 else "openvino")
         self.precision = "bf16" if bf16 else "f32"
-        self._model = model
+        if graph is None:
+            if model is None:
+                raise ValueError("OpenVinoScorer needs a model or a graph")
+            graph = lambda: openvino_graph(model)  # noqa: E731
+        self._graph = graph
         self._compiled: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -40,7 +57,7 @@ class OpenVinoScorer(_ChunkedScorer):
                 import openvino as ov
                 from openvino.preprocess import PrePostProcessor
 
-                graph = openvino_graph(self._model)
+                graph = self._graph()
                 if kind == "uint8":
                     ppp = PrePostProcessor(graph)
                     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))

@@ -19,8 +19,9 @@ ModelOption = Annotated[
 BackendOption = Annotated[
     str,
     typer.Option(
-        help="Inference engine: auto (fastest exact one installed), openvino, torch, onnx, "
-        "or openvino-bf16 (faster, not exact).",
+        help="Inference engine: auto (fastest exact one installed, or int8 where the "
+        "model's card records its AUC change), openvino, torch, onnx, openvino-bf16 or "
+        "openvino-int8 (faster, not exact).",
         metavar="ENGINE",
     ),
 ]

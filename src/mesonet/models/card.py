@@ -76,6 +76,11 @@ class ModelCard:
     # video models only: the input sequence (frames, frame_step, frame_model); see
     # mesonet.models.sequence. Empty for an image model.
     sequence: dict[str, Any] = field(default_factory=dict)
+    # the measured effect of int8 quantisation (backend openvino-int8): the calibration data
+    # ({"data", "n", "sha256"}) and {"auc_change": {set: int8 AUC - fp32 AUC}}; written by
+    # benchmarks/bench_int8.py, read by backend "auto" (mesonet.backends.int8). Empty: not
+    # measured, so "auto" never runs this model in int8.
+    int8: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False)
@@ -132,7 +137,14 @@ class ModelCard:
             elif f.name == "members":
                 if not isinstance(value, list):
                     raise ValueError(f"members must be a list, not {type(value).__name__}")
-            elif f.name in ("training", "metrics", "calibration", "verdict_bands", "sequence"):
+            elif f.name in (
+                "training",
+                "metrics",
+                "calibration",
+                "verdict_bands",
+                "sequence",
+                "int8",
+            ):
                 if not isinstance(value, dict):
                     raise ValueError(f"{f.name} must be an object, not {type(value).__name__}")
             elif not isinstance(value, str):
@@ -147,6 +159,7 @@ class ModelCard:
         check_bands(self.verdict_bands, self.threshold)
         check_members(self.members)
         check_sequence(self.sequence, self.arch)
+        check_int8(self.int8)
         if (self.arch == ENSEMBLE_ARCH) != bool(self.members):
             raise ValueError(f"an ensemble card (arch {ENSEMBLE_ARCH!r}) and only it has members")
         if self.resize not in RESIZE_MODES:
@@ -190,6 +203,38 @@ def check_members(members: Any) -> None:
         if not (finite_number(weight) and weight > 0):
             raise ValueError(
                 f"member {i}'s weight must be a positive finite number, not {shown(weight)}"
+            )
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_int8(record: Any) -> None:
+    """Raise ``ValueError`` unless ``record`` (a card's ``int8``) is empty or holds
+    ``calibration`` ``{"data": name, "n": positive integer, "sha256": 64 hex digits}`` and
+    ``auc_change`` ``{set name: number from -1 to 1}`` with at least one set."""
+    if not isinstance(record, dict):
+        raise ValueError(f"int8 must be an object, not {type(record).__name__}")
+    if not record:
+        return
+    calibration = record.get("calibration")
+    if not isinstance(calibration, dict):
+        raise ValueError("int8.calibration must be an object naming the calibration data")
+    check_name(calibration.get("data"), "int8.calibration.data", MAX_REFERENCE_CHARS)
+    n = calibration.get("n")
+    if not (type(n) is int and n > 0):
+        raise ValueError(f"int8.calibration.n must be a positive integer, not {shown(n)}")
+    digest = calibration.get("sha256")
+    if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+        raise ValueError("int8.calibration.sha256 must be 64 lowercase hex digits")
+    changes = record.get("auc_change")
+    if not (isinstance(changes, dict) and changes):
+        raise ValueError("int8.auc_change must be an object {set: AUC change}, not empty")
+    for name, delta in changes.items():
+        check_name(name, "an int8.auc_change set name")
+        if not (finite_number(delta) and -1.0 <= delta <= 1.0):
+            raise ValueError(
+                f"int8.auc_change[{name!r}] must be a number from -1 to 1, not {shown(delta)}"
             )
 
 

@@ -81,6 +81,8 @@ def card_digest(model: Any) -> str:
 
 def scan_settings(detector: Any) -> dict[str, Any]:
     """Every setting of ``detector`` that changes a scan's records, as JSON values."""
+    from mesonet.backends.int8 import inference_kind
+
     options = getattr(detector, "_detector_options", {}) or {}
     temporal = getattr(detector, "temporal", None)  # a video model of face tracks, if any
     backend = str(getattr(detector, "backend", ""))
@@ -101,7 +103,7 @@ def scan_settings(detector: Any) -> dict[str, Any]:
         "video_detect_side": getattr(detector, "video_detect_side", None),
         "min_face_size": options.get("min_face_size"),
         "face_confidence": options.get("face_confidence"),
-        "inference": "bf16" if "bf16" in backend else "exact",  # exact engines agree (1e-4)
+        "inference": inference_kind(detector.model, backend),  # exact engines agree (1e-4)
         "video_model": None if temporal is None else video_settings(temporal),
     }
 

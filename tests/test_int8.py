@@ -1,0 +1,232 @@
+"""The openvino-int8 backend: int8 scores agree with fp32 on real crops, and ``auto`` never
+runs a model in int8 without a measured AUC check recorded on its card.
+
+Tolerances (int8 is not exact; measured 2026-12-04, meso4.dfdc and mesoinception4.paper):
+
+- calibrated on 100 dfdc-faces/val crops, scored on 200 other val crops: mean |p change| at
+  most 0.04 (measured 0.015 and 0.017), largest at most 0.25 (0.07 and 0.18), logits'
+  Pearson correlation at least 0.98 (0.997 and 0.995);
+- calibrated on the packaged samples and their mirror images (no ../shared needed), scored
+  on the samples: largest |p change| at most 0.15 (0.08 and 0.004).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mesonet.backends import BackendError, available_backends, create_scorer
+from mesonet.backends.int8 import (
+    AUC_TOLERANCE,
+    REQUIRED_SETS,
+    auto_int8,
+    cached_path,
+    calibration_crops,
+    crops_sha256,
+    image_files,
+    quantize,
+    record_passes,
+)
+from mesonet.faces import crop_whole
+from mesonet.media import read_image
+from mesonet.models import load_model
+from mesonet.models.card import ModelCard
+from mesonet.scoring import ModelScorer
+
+pytest.importorskip("nncf")
+pytestmark = pytest.mark.skipif(
+    "openvino" not in available_backends(), reason="openvino not installed"
+)
+
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "mesonet" / "samples"
+VAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dfdc-faces" / "val"
+
+
+@pytest.fixture(autouse=True)
+def own_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MESONET_NO_CACHE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def samples() -> np.ndarray:
+    images = [crop_whole(read_image(p), 256, "auto") for p in sorted(SAMPLES.rglob("*.jpg"))]
+    return np.stack(images)
+
+
+@pytest.fixture(scope="module")
+def sample_calibration(samples) -> np.ndarray:
+    return np.concatenate([samples, np.ascontiguousarray(samples[:, :, ::-1])])
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _record(sha256: str, changes: dict[str, float]) -> dict:
+    return {
+        "calibration": {"data": "dfdc-faces/val", "n": 8, "sha256": sha256},
+        "auc_change": changes,
+    }
+
+
+def _passing(sha256: str) -> dict:
+    return _record(sha256, {name: -0.004 for name in REQUIRED_SETS})
+
+
+def _with_card(model, record: dict):
+    model.card = dataclasses.replace(model.card, int8=record)
+    model.card.check()
+    return model
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+@pytest.mark.parametrize("name", ["meso4.dfdc", "mesoinception4.paper"])
+def test_int8_agrees_with_fp32_on_the_samples(name, samples, sample_calibration):
+    model = load_model(name)
+    fp32 = create_scorer(model, "openvino", output="logit")(samples)
+    scorer = create_scorer(model, "openvino-int8", output="logit", calibration=sample_calibration)
+    assert scorer.name == "openvino-int8"
+    int8 = scorer(samples)
+    assert np.abs(_sigmoid(int8) - _sigmoid(fp32)).max() <= 0.15
+    assert not np.array_equal(int8, fp32)  # it is another graph
+    # probabilities from the same cached graph, with the sigmoid in it
+    p = create_scorer(model, "openvino-int8", calibration=sample_calibration)(samples)
+    np.testing.assert_allclose(p, _sigmoid(int8), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["meso4.dfdc", "mesoinception4.paper"])
+def test_int8_agrees_with_fp32_on_held_out_validation_crops(name):
+    if not VAL.is_dir():
+        pytest.skip(f"{VAL} not present (../shared data is needed for this test)")
+    files = image_files(VAL)
+    calibration = np.stack([crop_whole(read_image(p), 256, "auto") for p in files[0::20][:100]])
+    held = np.stack([crop_whole(read_image(p), 256, "auto") for p in files[7::10][:200]])
+    model = load_model(name)
+    fp32 = create_scorer(model, "openvino", output="logit")(held)
+    int8 = create_scorer(model, "openvino-int8", output="logit", calibration=calibration)(held)
+    change = np.abs(_sigmoid(int8) - _sigmoid(fp32))
+    assert change.mean() <= 0.04
+    assert change.max() <= 0.25
+    assert np.corrcoef(int8, fp32)[0, 1] >= 0.98
+
+
+def test_the_fused_ensemble_is_quantised_as_one_graph(samples, sample_calibration):
+    model = load_model("ensemble.dfdc-f2f-paper")
+    int8 = ModelScorer(model, "openvino-int8", calibration=sample_calibration)
+    assert int8.fused and int8.name == "openvino-int8"
+    fp32 = ModelScorer(model, "openvino")
+    assert np.abs(int8(samples) - fp32(samples)).max() <= 0.15
+    assert cached_path(model, crops_sha256(sample_calibration)) is not None
+
+
+# --------------------------------------------------------------------------- auto and the card
+
+
+@pytest.fixture
+def quantised(sample_calibration):
+    """meso4.dfdc with its int8 graph (made on the samples) in the cache, card unmeasured."""
+    model = load_model("meso4.dfdc")
+    _, record = quantize(model, sample_calibration, "samples")
+    assert cached_path(model, record["sha256"]) is not None
+    return model, record["sha256"]
+
+
+def test_auto_never_picks_int8_without_a_recorded_auc_check(quantised):
+    model, _ = quantised
+    assert not model.card.int8
+    assert create_scorer(model, "auto").name == "openvino"
+    assert ModelScorer(model, "auto").name == "openvino"
+    with pytest.raises(BackendError, match="no int8 graph"):
+        create_scorer(model, "openvino-int8")  # nor does the explicit backend invent one
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {name: 0.0 for name in REQUIRED_SETS[:-1]},  # a required set not measured
+        {**{name: 0.001 for name in REQUIRED_SETS}, REQUIRED_SETS[1]: -0.0051},
+        {**{name: 0.001 for name in REQUIRED_SETS}, REQUIRED_SETS[0]: 0.02},
+        {**{name: 0.001 for name in REQUIRED_SETS}, "ffpp_c40_videos": -0.03},  # recorded: counts
+    ],
+)
+def test_auto_stays_fp32_when_a_change_is_over_the_tolerance_or_missing(quantised, changes):
+    model, sha = quantised
+    _with_card(model, _record(sha, changes))
+    assert not record_passes(model.card)
+    assert auto_int8(model) is None
+    assert create_scorer(model, "auto").name == "openvino"
+
+
+def test_auto_picks_int8_with_a_passing_record_for_the_cached_graph(quantised, samples):
+    model, sha = quantised
+    _with_card(model, _passing(sha))
+    assert max(abs(v) for v in model.card.int8["auc_change"].values()) <= AUC_TOLERANCE
+    scorer = create_scorer(model, "auto", output="logit")
+    assert scorer.name == "openvino-int8"
+    explicit = create_scorer(model, "openvino-int8", output="logit")
+    np.testing.assert_array_equal(scorer(samples), explicit(samples))
+    assert ModelScorer(model, "auto").name == "openvino-int8"
+
+
+def test_auto_stays_fp32_when_the_measured_graph_is_not_the_cached_one(quantised):
+    model, sha = quantised
+    other = sha[::-1]  # a record made with other calibration crops
+    _with_card(model, _passing(other))
+    assert create_scorer(model, "auto").name == "openvino"
+
+
+def test_changed_weights_never_meet_the_measured_int8_graph(quantised):
+    model, sha = quantised
+    _with_card(model, _passing(sha))
+    with torch.no_grad():
+        model.head[-1].bias.add_(0.5)
+    assert cached_path(model, sha) is None
+    assert create_scorer(model, "auto").name == "openvino"
+
+
+def test_auto_picks_the_fused_int8_ensemble_only_with_its_own_record(sample_calibration):
+    model = load_model("ensemble.dfdc-f2f-paper")
+    _, record = quantize(model, sample_calibration, "samples")
+    assert ModelScorer(model, "auto").name == "openvino"  # its card has no int8 record
+    _with_card(model, _passing(record["sha256"]))
+    scorer = ModelScorer(model, "auto")
+    assert scorer.fused and scorer.name == "openvino-int8"
+
+
+# --------------------------------------------------------------------------- data and card
+
+
+def test_calibration_crops_come_evenly_from_both_classes():
+    crops = calibration_crops(SAMPLES, 4)
+    assert crops.shape == (4, 256, 256, 3) and crops.dtype == np.uint8
+    assert crops_sha256(crops) == crops_sha256(calibration_crops(SAMPLES, 4))
+    assert crops_sha256(crops) != crops_sha256(calibration_crops(SAMPLES, 2))
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ([], "int8 must be an object"),
+        ({"auc_change": {"a": 0.0}}, "int8.calibration"),
+        (_record("abc", {"a": 0.0}), "sha256"),
+        ({**_record("0" * 64, {"a": 0.0}), "calibration": {"data": "v", "n": 0}}, "n must"),
+        (_record("0" * 64, {}), "auc_change"),
+        (_record("0" * 64, {"a": "0.001"}), r"auc_change\['a'\]"),
+        (_record("0" * 64, {"a": float("nan")}), r"auc_change\['a'\]"),
+    ],
+)
+def test_the_card_refuses_a_malformed_int8_record(record, message):
+    with pytest.raises(ValueError, match=message):
+        ModelCard(name="m", arch="meso4", int8=record).check()
+
+
+def test_the_int8_record_round_trips_through_json():
+    card = ModelCard(name="m", arch="meso4", int8=_passing("0" * 64))
+    assert ModelCard.from_json(card.to_json()).int8 == card.int8
