@@ -138,13 +138,20 @@ def quantised(sample_calibration):
     return model, record["sha256"]
 
 
-def test_auto_never_picks_int8_without_a_recorded_auc_check(quantised):
+def test_auto_never_picks_int8_without_a_recorded_auc_check(quantised, samples):
     model, _ = quantised
     assert not model.card.int8
     assert create_scorer(model, "auto").name == "openvino"
     assert ModelScorer(model, "auto").name == "openvino"
-    with pytest.raises(BackendError, match="no int8 graph"):
-        create_scorer(model, "openvino-int8")  # nor does the explicit backend invent one
+    # asked for by name, the graph in the cache runs: the user's choice, as bf16
+    explicit = create_scorer(model, "openvino-int8")
+    assert explicit.name == "openvino-int8" and explicit(samples).shape == (4,)
+
+
+def test_the_explicit_backend_refuses_without_an_int8_graph():
+    model = load_model("meso4.dfdc")
+    with pytest.raises(BackendError, match="no int8 graph of this model"):
+        create_scorer(model, "openvino-int8")  # it never quantises on made-up data
 
 
 @pytest.mark.parametrize(
@@ -230,3 +237,13 @@ def test_the_card_refuses_a_malformed_int8_record(record, message):
 def test_the_int8_record_round_trips_through_json():
     card = ModelCard(name="m", arch="meso4", int8=_passing("0" * 64))
     assert ModelCard.from_json(card.to_json()).int8 == card.int8
+
+
+def test_a_scan_records_which_int8_graph_scored_it(quantised):
+    from mesonet.backends.int8 import inference_kind
+
+    model, sha = quantised
+    assert inference_kind(model, "openvino") == "exact"
+    assert inference_kind(model, "openvino-bf16") == "bf16"
+    kind = inference_kind(model, "openvino-int8")
+    assert kind.startswith("int8 ") and sha[:32] in kind

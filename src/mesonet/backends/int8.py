@@ -30,9 +30,11 @@ records an AUC change within :data:`AUC_TOLERANCE` on every one of :data:`REQUIR
 (and on any other set recorded) *and* the cache holds the int8 graph made from the very
 calibration crops the card names (same digest), i.e. the graph that was measured. It never
 quantises: without that graph, or without a passing record, ``auto`` stays fp32. The
-explicit ``--backend openvino-int8`` runs the recorded graph when it is cached, or
-quantises on the crops given (``create_scorer(..., calibration=FOLDER)``); with neither it
-refuses, saying how to make one.
+explicit ``--backend openvino-int8`` (the user's choice of a non-exact engine, as
+``openvino-bf16``) quantises on the crops given (``create_scorer(..., calibration=FOLDER)``),
+else runs the recorded graph when it is cached, else the newest int8 graph of this model in
+the cache (made by ``python -m mesonet.backends.int8 MODEL FOLDER``); with none it refuses,
+saying how to make one.
 """
 
 from __future__ import annotations
@@ -248,26 +250,45 @@ def int8_graph(
             if path is None:  # no writable cache: keep the graph in memory
                 return graph.clone, f"quantised on {data} (not cached)"
         return lambda p=path: ov.Core().read_model(str(p)), f"cached {path.parent.name}"
-    path = recorded_path(model)
+    path = explicit_path(model)
     if path is None:
         raise LookupError(
-            "no int8 graph of this model in the cache for the calibration its card records: "
-            "make one with python -m mesonet.backends.int8 MODEL VALIDATION_FOLDER, or pass "
-            "calibration= (a folder of validation crops)"
+            "no int8 graph of this model in the cache: make one with python -m "
+            "mesonet.backends.int8 MODEL VALIDATION_FOLDER (or pass calibration=, a folder of "
+            "validation images)"
         )
     return lambda p=path: ov.Core().read_model(str(p)), f"cached {path.parent.name}"
 
 
+def explicit_path(model: nn.Module) -> Path | None:
+    """The int8 graph an explicit ``openvino-int8`` runs without calibration data: the one
+    the card's record names if cached, else the newest cached for this model."""
+    from mesonet.backends.cache import cache_root
+
+    path = recorded_path(model)
+    if path is not None:
+        return path
+    try:
+        pattern = f"{model_key(model)}-*-{FORMAT}/model.xml"
+    except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read
+        log.debug("no int8 graph for this model: %s", exc)
+        return None
+    found = [
+        p for p in (cache_root() / "openvino-int8").glob(pattern) if p.with_suffix(".bin").is_file()
+    ]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def inference_kind(model: nn.Module, backend: str) -> str:
     """What a scan's settings record says about its arithmetic: ``exact`` (the fp32 engines
-    agree to 1e-4), ``bf16``, or ``int8`` with the digest of the calibration crops of the
-    recorded graph (another int8 graph gives other scores)."""
+    agree to 1e-4), ``bf16``, or ``int8`` with the cache entry (model and calibration
+    digests) of the int8 graph it runs (another int8 graph gives other scores)."""
     if "bf16" in backend:
         return "bf16"
     if "int8" not in backend:
         return "exact"
-    record = getattr(getattr(model, "card", None), "int8", None) or {}
-    return f"int8 {(record.get('calibration') or {}).get('sha256', '')}".strip()
+    path = explicit_path(model)
+    return f"int8 {path.parent.name}" if path is not None else "int8"
 
 
 def with_sigmoid(graph: Any) -> Any:
