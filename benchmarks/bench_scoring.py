@@ -18,7 +18,14 @@ bf16 engine beside Meso-4's fastest, measured in the same run.
 
 ``--ensemble A+B`` adds a table: the ensemble's faces/s against each member alone, all on
 ``--backend`` (default auto) through the scorer the Detector uses (calibration included),
-measured in the same run.
+measured in the same run; on an OpenVINO backend also the ensemble with one engine call per
+member (``fuse=False``, as before ensembles were fused) and, with ``--int8-calibration``,
+its int8 graph.
+
+``--int8-calibration FOLDER`` (validation images, never a reported set; needs NNCF) adds a
+``backend openvino-int8`` row to each architecture's table, quantised on ``-n`` crops of
+it (not exact: its max |diff| is shown, its AUC with ``--auc``; see bench_int8.py for the
+AUC change on every dev set).
 
 The Keras row runs the authors' architecture under a separate Python with tensorflow-cpu
 (``MESONET_TF_PYTHON``, default /work/tfenv/bin/python); it is skipped when that is absent.
@@ -50,7 +57,13 @@ from _speed import (  # noqa: E402
     timed,
 )
 
-from mesonet.backends import available_backends, create_scorer  # noqa: E402
+from mesonet.backends import (  # noqa: E402
+    EXACT_BACKENDS,
+    OPENVINO_BACKENDS,
+    available_backends,
+    create_scorer,
+    resolve_backend,
+)
 from mesonet.models import load_model  # noqa: E402
 from mesonet.scoring import create_model_scorer  # noqa: E402
 
@@ -137,14 +150,21 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, tuple[str, floa
         setup["torch.compile (folded, channels-last)"] = time.perf_counter() - start
         runs.append(("torch.compile (folded, channels-last)", fn, True))
     scorers = {}
-    for backend in available_backends():
+    backends = available_backends()
+    if args.int8_crops is not None:
+        backends.append("openvino-int8")
+    for backend in backends:
         start = time.perf_counter()
-        scorer = create_scorer(model, backend, batch_size=args.batch, threads=args.threads)
+        calibration = args.int8_crops if backend == "openvino-int8" else None
+        scorer = create_scorer(
+            model, backend, batch_size=args.batch, threads=args.threads, calibration=calibration
+        )
         scorer(crops)
-        label = f"backend {backend}" + (" (not exact)" if backend.endswith("bf16") else "")
+        exact = backend in EXACT_BACKENDS
+        label = f"backend {backend}" + ("" if exact else " (not exact)")
         setup[label] = time.perf_counter() - start
         scorers[backend] = scorer
-        runs.append((label, lambda s=scorer: s(crops), not backend.endswith("bf16")))
+        runs.append((label, lambda s=scorer: s(crops), exact))
 
     in_keras = arch in KERAS_FILES  # the authors' code has no meso4w
     keras = keras_rate(arch, args.batch, args.repeats) if in_keras and not args.no_keras else None
@@ -178,9 +198,10 @@ def bench_arch(arch: str, args: argparse.Namespace) -> dict[str, tuple[str, floa
     if args.auc:
         auc_table(model, scorers, described, arch)
     fastest = {"fp32": (best[0], best[1])}
-    bf16 = [r for r in results if r[0].startswith("backend") and "bf16" in r[0]]
-    if bf16:
-        fastest["bf16"] = (bf16[0][0], bf16[0][1])
+    for kind in ("bf16", "int8"):
+        rows_of_kind = [r for r in results if r[0].startswith("backend") and kind in r[0]]
+        if rows_of_kind:
+            fastest[kind] = (rows_of_kind[0][0], rows_of_kind[0][1])
     return fastest
 
 
@@ -236,10 +257,30 @@ def bench_ensemble(names: str, args: argparse.Namespace) -> None:
         scorer = create_model_scorer(load_model(name), args.backend, args.batch, args.threads)
         scorer(crops)
         rates[name] = timed(lambda s=scorer: s(crops), args.batch, repeats=args.repeats)
+        if name == names:
+            label = f"{names} ({scorer.name}{', fused: one call' if scorer.fused else ''})"
     base = rates[members[0]]
     alone = 1.0 / sum(1.0 / rates[m] for m in members)  # members run one after the other
-    for name in [*members, names]:
+    for name in members:
         rows.append((name, rates[name], ratio(rates[name], base), ratio(rates[name], alone)))
+    extra = []
+    ensemble = load_model(names)
+    resolved = resolve_backend(ensemble, args.backend)
+    if resolved in OPENVINO_BACKENDS:
+        extra.append((f"{names} ({resolved}, one call per member)", resolved, False, None))
+    if args.int8_crops is not None:
+        extra.append((f"{names} (openvino-int8, fused: one call)", "openvino-int8", True, True))
+    for row_label, backend, fuse, int8 in extra:
+        calibration = args.int8_crops if int8 else None
+        scorer = create_model_scorer(
+            ensemble, backend, args.batch, args.threads, fuse=fuse, calibration=calibration
+        )
+        scorer(crops)
+        rate = timed(lambda s=scorer: s(crops), args.batch, repeats=args.repeats)
+        rows.append((row_label, rate, ratio(rate, base), ratio(rate, alone)))
+    rows.insert(
+        len(members), (label, rates[names], ratio(rates[names], base), ratio(rates[names], alone))
+    )
     print()
     print(
         table(
@@ -275,7 +316,18 @@ def main() -> None:
     parser.add_argument("--ensemble", help="also time this ensemble (a+b) against its members")
     parser.add_argument("--backend", default="auto", help="engine for the ensemble table")
     parser.add_argument("--only-ensemble", action="store_true", help="skip the per-backend tables")
+    parser.add_argument(
+        "--int8-calibration",
+        metavar="FOLDER",
+        help="add openvino-int8 rows, quantised on validation images from FOLDER",
+    )
+    parser.add_argument("-n", type=int, default=300, help="int8 calibration crops")
     args = parser.parse_args()
+    args.int8_crops = None
+    if args.int8_calibration:
+        from mesonet.backends.int8 import calibration_crops
+
+        args.int8_crops = calibration_crops(args.int8_calibration, args.n)
     args.model_arch = None
     if args.model:
         from mesonet.models.registry import read_card, resolve_model_path
