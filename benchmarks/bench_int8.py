@@ -35,6 +35,7 @@ from _speed import SHARED, CpuWatch, machine_note, ratio, table, timed  # noqa: 
 
 from mesonet.backends.int8 import (  # noqa: E402
     AUC_TOLERANCE,
+    REQUIRED_SETS,
     calibration_crops,
     image_files,
     quantize,
@@ -222,8 +223,9 @@ def main() -> None:
 
     passes = record_passes(ModelCard(name="x", arch="x", int8=entry))
     print(
-        f"auto would {'pick' if passes else 'NOT pick'} int8 for this model: every change "
-        f"within {AUC_TOLERANCE} on the required sets: {passes}"
+        f"auto would {'pick' if passes else 'NOT pick'} int8 for this model with this record "
+        f"(every set measured, {', '.join(REQUIRED_SETS)} at least, within {AUC_TOLERANCE}: "
+        f"{passes})"
     )
     if not args.no_speed:
         speed_table(model, crops, args.batch, args.repeats)
