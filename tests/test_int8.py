@@ -247,3 +247,9 @@ def test_a_scan_records_which_int8_graph_scored_it(quantised):
     assert inference_kind(model, "openvino-bf16") == "bf16"
     kind = inference_kind(model, "openvino-int8")
     assert kind.startswith("int8 ") and sha[:32] in kind
+
+
+def test_a_calibration_folder_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BackendError, match="no images to calibrate on"):
+        create_scorer(load_model("meso4.dfdc"), "openvino-int8", calibration=tmp_path / "empty")

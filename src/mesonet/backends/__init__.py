@@ -149,8 +149,8 @@ def int8_graph_factory(model: nn.Module, calibration: Any = None, logit: bool = 
         factory, _ = int8_graph(model, calibration)
     except LookupError as exc:
         raise BackendError(f"backend 'openvino-int8': {exc}") from None
-    except ImportError as exc:
-        raise BackendError(str(exc)) from None
+    except (ImportError, FileNotFoundError) as exc:
+        raise BackendError(f"backend 'openvino-int8': {exc}") from None
     return factory if logit else (lambda: with_sigmoid(factory()))
 
 
@@ -168,8 +168,8 @@ def create_scorer(
     ``output``: ``"probability"`` (the model's sigmoid output) or ``"logit"`` (before the
     sigmoid: what calibration and ensembles combine, exact where probabilities saturate).
     ``calibration``: for ``openvino-int8``, a folder of validation images or uint8 crops to
-    quantise on (the result is cached); without it the int8 graph the card's record names
-    must be in the cache.
+    quantise on (the result is cached); without it the int8 graph the card's record names,
+    else this model's newest cached one, runs (none: :class:`BackendError`).
     Raises :class:`BackendError` for an unknown backend or one whose package is missing.
     """
     if output not in OUTPUTS:
