@@ -189,6 +189,16 @@ def test_auto_stays_fp32_when_the_measured_graph_is_not_the_cached_one(quantised
     assert create_scorer(model, "auto").name == "openvino"
 
 
+def test_a_graph_made_by_another_nncf_than_the_measured_one_is_not_used(quantised):
+    import nncf
+
+    model, sha = quantised
+    _with_card(model, dict(_passing(sha), nncf=nncf.__version__))
+    assert create_scorer(model, "auto").name == "openvino-int8"
+    _with_card(model, dict(_passing(sha), nncf="0.0.1"))
+    assert create_scorer(model, "auto").name == "openvino"
+
+
 def test_changed_weights_never_meet_the_measured_int8_graph(quantised):
     model, sha = quantised
     _with_card(model, _passing(sha))

@@ -210,16 +210,26 @@ def record_passes(card: Any) -> bool:
 
 
 def recorded_path(model: nn.Module) -> Path | None:
-    """The cached int8 graph of the calibration ``model``'s card names, if there is one."""
+    """The cached int8 graph of the calibration ``model``'s card names, if there is one (and,
+    when the record names the NNCF version that made the graph measured, one made by it)."""
     record = getattr(getattr(model, "card", None), "int8", None) or {}
     digest = (record.get("calibration") or {}).get("sha256")
     if not isinstance(digest, str):
         return None
     try:
-        return cached_path(model, digest)
+        path = cached_path(model, digest)
     except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read: no int8
         log.debug("no int8 graph for this model: %s", exc)
         return None
+    if path is not None and "nncf" in record:
+        try:
+            made = json.loads((path.parent / "calibration.json").read_text()).get("nncf")
+        except (OSError, ValueError, AttributeError):
+            made = None
+        if made != record["nncf"]:
+            log.debug("int8 graph %s made by NNCF %s, not %s", path.parent, made, record["nncf"])
+            return None
+    return path
 
 
 def auto_int8(model: nn.Module) -> Path | None:
