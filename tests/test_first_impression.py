@@ -269,6 +269,14 @@ def test_models_table_at_80_columns_keeps_names_whole_and_says_what_each_was_tra
         for word in trained_on(card).split():  # dataset names never broken mid-word
             assert word in words, (card.name, word)
     assert "meso4.mix" in words and "dfdc-faces" in words and "mesonet-deepfake-train" in words
+    from mesonet.cli.models import MODEL_SETS, auc_text
+
+    for card in list_models():  # every figure whole: none cropped at the right edge
+        row = next(line.split() for line in lines if line.startswith(card.name + " "))
+        for key, _ in MODEL_SETS:
+            auc = (card.metrics.get(key) or {}).get("auc")
+            if isinstance(auc, float):
+                assert auc_text(auc) in row, (card.name, key, row)
 
 
 def test_models_rounds_as_the_readme_and_cards_do():

@@ -16,7 +16,7 @@ from mesonet.cli.console import err, out
 # columns: headers of whole words, one a line, so no column needs more than the widest word.
 MODEL_SETS = (
     ("dfdc_faces_test", "DFDC\ntest"),
-    ("mesonet_deepfake_val", "Deepfake\nval"),
+    ("mesonet_deepfake_val", "Deep-\nfake\nval"),  # 5 wide: 80 columns hold a 25-char name
     ("ffpp_faces_dev", "FF++\ndev"),
     ("ffpp_c40_videos", "FF++\nc40\nvideos"),
 )
