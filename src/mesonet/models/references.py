@@ -41,7 +41,7 @@ def bundled_models() -> dict[str, Path]:
 def default_model_name() -> str | None:
     """The model `predict`, `evaluate` and the API use when none is named."""
     names = bundled_models()
-    for preferred in ("ensemble.dfdc-f2f-paper", "meso4.mix", "meso4.dfdc"):
+    for preferred in ("ensemble.lite0-f2f", "ensemble.dfdc-f2f-paper", "meso4.mix", "meso4.dfdc"):
         if preferred in names:
             return preferred
     return next(iter(names), None)
