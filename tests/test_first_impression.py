@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mesonet.cli import app
+from tests.test_cli_output import main_exit
 
 
 def run(args: list[str], columns: int = 80):
@@ -182,20 +183,6 @@ def test_timeline_png_has_a_title_naming_file_model_and_verdict():
     assert title == "interview.mp4  ·  meso4.df  ·  likely forged, p(fake) 0.72"
     empty = MediaResult("/v/grey.mp4", "video", "no_face", "meso4.df", error="no face found")
     assert timeline_figure(empty, 0.5)._suptitle.get_text().endswith("·  no face found")
-
-
-def main_exit(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    """Run ``mesonet.cli.main`` (library errors: one line, exit 2) at 80 columns."""
-    import pytest
-
-    from mesonet.cli import main
-
-    monkeypatch.setattr("sys.argv", ["mesonet", *args])
-    monkeypatch.setenv("COLUMNS", "80")
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    captured = capsys.readouterr()
-    return exit_.value.code, captured.out, captured.err
 
 
 def test_quiet_cases_are_told(served_model, tmp_path, capsys, monkeypatch):

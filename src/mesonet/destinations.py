@@ -146,7 +146,6 @@ def check_output_file(
     inputs: Iterable[PathLike] = (),
     overwrite: bool = True,
     media_name: bool = False,
-    regular_only: bool = True,
 ) -> Path:
     """Refuse (``OutputError``, exit 2) an output file that cannot be written safely, before
     any work; returns it as a ``Path``.
@@ -156,10 +155,8 @@ def check_output_file(
     run's own files, by name or as the same file); a name of an image or video unless
     ``media_name`` (``predict -o *.jpg`` would overwrite the first image); an existing file
     when ``overwrite`` is false (a model: replaced only with ``--force``); a folder that is
-    missing, not a folder or not writable. ``regular_only`` is kept for older callers: every
-    output must now be a regular file or a new one.
+    missing, not a folder or not writable.
     """
-    del regular_only
     if not os.fspath(path):
         raise OutputError(f"the {what} has an empty name: give a file name")
     path = Path(path)

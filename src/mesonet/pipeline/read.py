@@ -162,15 +162,19 @@ def prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
     items: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
+    def offer(item: Any) -> None:
+        """Put ``item`` once there is room, unless the consumer stops first."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
     def produce() -> None:
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                offer(item)
                 if stop.is_set():
                     return
             outcome: Any = _DONE
@@ -180,12 +184,7 @@ def prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
-        while not stop.is_set():
-            try:
-                items.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        offer(outcome)
 
     thread = threading.Thread(target=produce, name="mesonet-video-decode", daemon=True)
     thread.start()

@@ -93,7 +93,7 @@ class JsonlWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = check_output_file(path, "results file", regular_only=True)
+        self.path = check_output_file(path, "results file")
         for _ in range(10):
             fh = self._open()
             try:

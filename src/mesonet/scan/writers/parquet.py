@@ -190,7 +190,7 @@ class ParquetWriter:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         _pyarrow()  # fail before any work when pyarrow is missing
-        self.path = check_output_file(path, "results file", regular_only=True)
+        self.path = check_output_file(path, "results file")
         self._journal = JsonlWriter(journal_path(self.path))
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
