@@ -4,7 +4,7 @@ Quantises MODEL's fp32 logit graph (as ``openvino-int8`` does: NNCF, MIXED prese
 layers in fp32, calibrated on 300 crops of dfdc-faces val) under several recipes and prints
 each one's ROC AUC change against fp32 (OpenVINO, f32 inference precision, so the layers
 kept out of int8 run in fp32 too) on dfdc-faces test and ffpp-faces-dev (all crops,
-scored as 256 px crops) and its faces/s:
+made as ``--faces none`` makes them) and its faces/s:
 
 - ``current``: the backend's recipe;
 - ``no-depthwise``: depthwise (grouped) convolutions also kept in fp32;
@@ -23,7 +23,6 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -31,17 +30,16 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 def load_set(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Every crop of ``folder``/real and /fake as uint8 256 x 256 RGB, with its label."""
+    """Every crop of ``folder``/real and /fake as ``--faces none`` makes it (uint8 256 x 256
+    RGB), with its label."""
+    from mesonet.backends.int8 import image_files
+    from mesonet.faces import crop_whole
+    from mesonet.media import read_image
+
     images, labels = [], []
     for label, y in (("real", 0), ("fake", 1)):
-        for path in sorted((folder / label).rglob("*.*")):
-            image = cv2.imread(str(path))
-            if image is None:
-                continue
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-            if image.shape[:2] != (256, 256):
-                image = cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
-            images.append(image)
+        for path in image_files(folder / label):
+            images.append(crop_whole(read_image(path), 256, "auto"))
             labels.append(y)
     return np.stack(images), np.array(labels)
 
