@@ -11,8 +11,9 @@ same batch of crops in the same run, as ratios.
 
 ``--out FILE`` writes a copy of the model (``.safetensors`` for one network, ``.json`` for an
 ensemble card, its members referenced by path) whose card holds the measured ``int8``
-record; ``auto`` then runs that model in int8 (on this machine, whose cache holds the
-graph measured) only when every change is within 0.005 (``mesonet.backends.int8``).
+record, and beside it (``int8/<stem>.safetensors``) the quantisation statistics the graph
+was made from; ``auto`` then runs that model in int8 only when every change is within 0.005,
+from the cached graph or rebuilt from those statistics (``mesonet.backends.int8``).
 
     python benchmarks/bench_int8.py --model meso4.dfdc
     python benchmarks/bench_int8.py --model ensemble.dfdc-f2f-paper --out /tmp/paper-int8.json
@@ -35,12 +36,15 @@ from _speed import SHARED, CpuWatch, machine_note, ratio, table, timed  # noqa: 
 
 from mesonet.backends.int8 import (  # noqa: E402
     AUC_TOLERANCE,
+    FORMAT,
     REQUIRED_SETS,
+    STATISTICS,
+    cached_path,
     calibration_crops,
     image_files,
     quantize,
-    record_passes,
 )
+from mesonet.backends.int8_choice import record_passes  # noqa: E402
 from mesonet.models import load_model  # noqa: E402
 from mesonet.scoring import ModelScorer  # noqa: E402
 
@@ -214,7 +218,9 @@ def main() -> None:
         "calibration": record,
         "auc_change": changes,
         "auc": aucs,
-        "recipe": "nncf.quantize, preset MIXED, dense heads (MatMul) and ensemble sum in fp32",
+        "recipe": "nncf post-training quantisation, preset MIXED, fast bias correction; dense "
+        "heads (MatMul), an ensemble's sum and each network's first int8_fp32_convs "
+        f"convolutions in fp32 (format {FORMAT})",
         "nncf": nncf.__version__,
         "openvino": ov.__version__,
         "command": "python benchmarks/bench_int8.py " + shlex.join(sys.argv[1:]),
@@ -235,11 +241,23 @@ def main() -> None:
 
 
 def write_copy(model, entry: dict, out: Path) -> None:
-    """A copy of ``model`` at ``out`` whose card holds ``entry`` as its ``int8`` record."""
+    """A copy of ``model`` at ``out`` whose card holds ``entry`` as its ``int8`` record, and
+    the statistics the int8 graph was made from in ``int8/<out's stem>.safetensors`` beside
+    it (named in the record: ``auto`` rebuilds the graph from them where it is not cached)."""
     import dataclasses
+    import hashlib
+    import shutil
 
     from mesonet.models.registry import save_ensemble, save_model
 
+    made = cached_path(model, entry["calibration"]["sha256"])
+    if made is None:
+        sys.exit("the int8 graph measured is not in the cache: cannot ship its statistics")
+    statistics = out.parent / "int8" / f"{out.stem}.safetensors"
+    statistics.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(made.parent / STATISTICS, statistics)
+    digest = hashlib.sha256(statistics.read_bytes()).hexdigest()
+    entry = dict(entry, statistics={"file": f"int8/{statistics.name}", "sha256": digest})
     card = dataclasses.replace(model.card, int8=entry)
     card.check()
     if hasattr(model, "members"):

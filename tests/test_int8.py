@@ -8,6 +8,9 @@ Tolerances (int8 is not exact; measured 2026-12-04, meso4.dfdc and mesoinception
   Pearson correlation at least 0.98 (0.997 and 0.995);
 - calibrated on the packaged samples and their mirror images (no ../shared needed), scored
   on the samples: largest |p change| at most 0.15 (0.08 and 0.004).
+
+efficientnet_lite0.noffpp is checked against the same bounds; a Meso-4 is not quantised (its
+int8 lost AUC: see mesonet.backends.int8).
 """
 
 from __future__ import annotations
@@ -23,14 +26,13 @@ from mesonet.backends import BackendError, available_backends, create_scorer
 from mesonet.backends.int8 import (
     AUC_TOLERANCE,
     REQUIRED_SETS,
-    auto_int8,
     cached_path,
     calibration_crops,
     crops_sha256,
     image_files,
     quantize,
-    record_passes,
 )
+from mesonet.backends.int8_choice import auto_int8, record_passes
 from mesonet.faces import crop_whole
 from mesonet.media import read_image
 from mesonet.models import load_model
@@ -87,7 +89,7 @@ def _with_card(model, record: dict):
 # --------------------------------------------------------------------------- agreement
 
 
-@pytest.mark.parametrize("name", ["meso4.dfdc", "mesoinception4.paper"])
+@pytest.mark.parametrize("name", ["mesoinception4.paper", "efficientnet_lite0.noffpp"])
 def test_int8_agrees_with_fp32_on_the_samples(name, samples, sample_calibration):
     model = load_model(name)
     fp32 = create_scorer(model, "openvino", output="logit")(samples)
@@ -101,7 +103,7 @@ def test_int8_agrees_with_fp32_on_the_samples(name, samples, sample_calibration)
     np.testing.assert_allclose(p, _sigmoid(int8), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["meso4.dfdc", "mesoinception4.paper"])
+@pytest.mark.parametrize("name", ["mesoinception4.paper", "efficientnet_lite0.noffpp"])
 def test_int8_agrees_with_fp32_on_held_out_validation_crops(name):
     if not VAL.is_dir():
         pytest.skip(f"{VAL} not present (../shared data is needed for this test)")
@@ -131,8 +133,9 @@ def test_the_fused_ensemble_is_quantised_as_one_graph(samples, sample_calibratio
 
 @pytest.fixture
 def quantised(sample_calibration):
-    """meso4.dfdc with its int8 graph (made on the samples) in the cache, card unmeasured."""
-    model = load_model("meso4.dfdc")
+    """mesoinception4.paper with its int8 graph (made on the samples) in the cache, card
+    unmeasured."""
+    model = load_model("mesoinception4.paper")
     _, record = quantize(model, sample_calibration, "samples")
     assert cached_path(model, record["sha256"]) is not None
     return model, record["sha256"]
@@ -149,7 +152,7 @@ def test_auto_never_picks_int8_without_a_recorded_auc_check(quantised, samples):
 
 
 def test_the_explicit_backend_refuses_without_an_int8_graph():
-    model = load_model("meso4.dfdc")
+    model = load_model("mesoinception4.paper")
     with pytest.raises(BackendError, match="no int8 graph of this model"):
         create_scorer(model, "openvino-int8")  # it never quantises on made-up data
 
@@ -250,7 +253,7 @@ def test_the_int8_record_round_trips_through_json():
 
 
 def test_a_scan_records_which_int8_graph_scored_it(quantised):
-    from mesonet.backends.int8 import inference_kind
+    from mesonet.backends.int8_choice import inference_kind
 
     model, sha = quantised
     assert inference_kind(model, "openvino") == "exact"
@@ -262,4 +265,125 @@ def test_a_scan_records_which_int8_graph_scored_it(quantised):
 def test_a_calibration_folder_without_images_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BackendError, match="no images to calibrate on"):
-        create_scorer(load_model("meso4.dfdc"), "openvino-int8", calibration=tmp_path / "empty")
+        create_scorer(
+            load_model("mesoinception4.paper"), "openvino-int8", calibration=tmp_path / "empty"
+        )
+
+
+# --------------------------------------------------------------------------- shipped statistics
+
+
+def _outputs(graph, crops: np.ndarray) -> np.ndarray:
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return compiled(crops.transpose(0, 3, 1, 2).astype(np.float32) / 255)[0].reshape(-1)
+
+
+def test_each_network_keeps_its_first_convolutions_in_fp32_by_name(samples, sample_calibration):
+    from mesonet.backends.fused import member_prefix
+    from mesonet.backends.int8 import fp32_graph, fp32_ops
+
+    model = load_model("ensemble.lite0-f2f")
+    arch = [m.card.arch for m in model.members]
+    lite, meso = member_prefix(arch.index("efficientnet_lite0")), member_prefix(arch.index("meso4"))
+    graph = fp32_graph(model)
+    kept = fp32_ops(model, graph)
+    assert fp32_ops(model, fp32_graph(model)) == kept  # the same names every build
+    ops = {op.get_friendly_name(): op.get_type_name() for op in graph.get_ops()}
+    lite_kept = [n for n in kept if n.startswith(lite)]
+    assert len(lite_kept) == 6 and all("Convolution" in ops[n] for n in lite_kept)
+    meso_convolutions = [n for n, t in ops.items() if n.startswith(meso) and t == "Convolution"]
+    assert len(meso_convolutions) == 4 and set(meso_convolutions) <= set(kept)
+    quantised, _ = quantize(model, sample_calibration, "samples")
+    fed = {}  # convolution name: whether an int8 quantiser feeds it
+    quantisers = []
+    for op in quantised.get_ops():
+        if op.get_type_name() == "FakeQuantize":
+            quantisers.append(op.get_friendly_name())
+        if op.get_type_name() in ("Convolution", "GroupConvolution"):
+            source = op.input_value(0).get_node()
+            fed[op.get_friendly_name()] = source.get_type_name() == "FakeQuantize"
+    assert not any(fed[name] for name in lite_kept + meso_convolutions)
+    assert sum(fed.values()) >= 40  # the rest of the EfficientNet is int8
+    assert not any(name.startswith(meso) for name in quantisers)  # the Meso-4 is all fp32
+
+
+def test_a_meso4_alone_is_not_quantised_and_the_backend_says_why(sample_calibration):
+    from mesonet.backends.int8 import quantisable
+
+    model = load_model("meso4.dfdc")
+    assert not quantisable(model) and quantisable(load_model("ensemble.lite0-f2f"))
+    with pytest.raises(BackendError, match="meso4.dfdc is not quantised to int8.*openvino"):
+        create_scorer(model, "openvino-int8", calibration=sample_calibration)
+    assert create_scorer(model, "auto").name == "openvino"
+
+
+def test_the_graph_rebuilt_from_stored_statistics_is_the_graph_measured(
+    samples, sample_calibration, tmp_path, monkeypatch
+):
+    from mesonet.backends.int8 import STATISTICS
+
+    model = load_model("ensemble.lite0-f2f")
+    measured, record = quantize(model, sample_calibration, "samples")
+    stored = tmp_path / "stats.safetensors"
+    stored.write_bytes((cached_path(model, record["sha256"]).parent / STATISTICS).read_bytes())
+    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "another-cache"))
+    rebuilt, again = quantize(model, statistics=stored)
+    assert again == record
+    np.testing.assert_array_equal(_outputs(rebuilt, samples), _outputs(measured, samples))
+    assert cached_path(model, record["sha256"]) is not None  # kept for the next run
+
+
+def _shipping_copy(folder: Path, calibration: np.ndarray, digest: str | None = None) -> Path:
+    """A copy of mesoinception4.paper in ``folder`` whose card passes int8 and ships its
+    statistics."""
+    import hashlib
+
+    from mesonet.backends.int8 import STATISTICS
+    from mesonet.models.registry import save_model
+
+    model = load_model("mesoinception4.paper")
+    _, record = quantize(model, calibration, "samples")
+    stats = folder / "int8" / "copy.safetensors"
+    stats.parent.mkdir(parents=True)
+    stats.write_bytes((cached_path(model, record["sha256"]).parent / STATISTICS).read_bytes())
+    shipped = {
+        "file": "int8/copy.safetensors",
+        "sha256": digest or hashlib.sha256(stats.read_bytes()).hexdigest(),
+    }
+    card = dataclasses.replace(
+        model.card, int8=dict(_passing(record["sha256"]), statistics=shipped)
+    )
+    save_model(model, folder / "copy.safetensors", card)
+    return folder / "copy.safetensors"
+
+
+def test_auto_rebuilds_the_measured_graph_from_the_statistics_the_card_ships(
+    sample_calibration, samples, tmp_path, monkeypatch
+):
+    path = _shipping_copy(tmp_path, sample_calibration)
+    reference = create_scorer(load_model(path), "openvino-int8", output="logit")(samples)
+    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "fresh-cache"))  # a new machine
+    model = load_model(path)
+    assert auto_int8(model) is not None
+    scorer = create_scorer(model, "auto", output="logit")
+    assert scorer.name == "openvino-int8"
+    np.testing.assert_array_equal(scorer(samples), reference)
+
+
+def test_statistics_that_do_not_match_their_digest_are_not_used(
+    sample_calibration, tmp_path, monkeypatch
+):
+    path = _shipping_copy(tmp_path, sample_calibration, digest="0" * 64)
+    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "fresh-cache"))
+    model = load_model(path)
+    assert auto_int8(model) is None
+    assert create_scorer(model, "auto").name == "openvino"
+
+
+@pytest.mark.parametrize("file", ["/etc/passwd", "../outside.safetensors", "a/../../b"])
+def test_the_card_refuses_statistics_outside_its_folder(file):
+    record = dict(_passing("a" * 64), statistics={"file": file, "sha256": "b" * 64})
+    with pytest.raises(ValueError, match="inside the card's folder"):
+        ModelCard(name="x", arch="meso4", int8=record).check()

@@ -19,11 +19,12 @@ Backends (``backend=``):
 - ``"onnx"``: the folded model exported in memory to ONNX and run by ONNX Runtime (fp32);
 - ``"openvino-bf16"``: OpenVINO with bfloat16 inference (AMX / AVX512-BF16 CPUs); not exact,
   so ``auto`` never picks it (its effect on AUC is measured in ``benchmarks/``);
-- ``"openvino-int8"``: the model quantised to int8 by NNCF on validation crops (see
-  :mod:`mesonet.backends.int8`: the crops are the user's, the int8 graph is cached); not
-  exact;
+- ``"openvino-int8"``: the model quantised to int8 by NNCF on validation crops, or rebuilt
+  from the quantisation statistics its card ships (see :mod:`mesonet.backends.int8`; the
+  int8 graph is cached); not exact;
 - ``"auto"``: ``openvino-int8`` where the model's card records an AUC change within 0.005 on
-  every dev set for the int8 graph in the cache (:func:`mesonet.backends.int8.auto_int8`),
+  every dev set for the int8 graph it can run (the bundled default's;
+  :func:`mesonet.backends.int8_choice.auto_int8`),
   else the first of :data:`AUTO_ORDER` whose package is installed (fastest first, as
   measured by ``benchmarks/bench_scoring.py``); every one of those matches eager PyTorch to
   1e-4.
@@ -128,7 +129,7 @@ def resolve_backend(model: nn.Module, backend: str, calibration: Any = None) -> 
         raise BackendError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
         if calibration is None and _installed("openvino"):
-            from mesonet.backends.int8 import auto_int8
+            from mesonet.backends.int8_choice import auto_int8
 
             if auto_int8(model) is not None:
                 return "openvino-int8"

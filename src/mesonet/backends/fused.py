@@ -30,6 +30,20 @@ COMBINE = "mesonet_ensemble_"
 """The prefix of the names of the ops combining the members' logits."""
 
 
+def member_prefix(i: int) -> str:
+    """The prefix of the names of member ``i``'s ops in the fused graph."""
+    return f"mesonet_member{i}/"
+
+
+def name_ops(graph: Any, prefix: str = "") -> Any:
+    """``graph`` with every op named ``prefix`` + its place in graph order and its type
+    (``Convolution`` ops otherwise carry a process-wide counter, so that the same network
+    converted twice gets the same names: int8 statistics are stored by op name)."""
+    for k, op in enumerate(graph.get_ordered_ops()):
+        op.set_friendly_name(f"{prefix}{k}_{op.get_type_name()}")
+    return graph
+
+
 def member_scale(member: nn.Module, weight: float) -> float | None:
     """The factor on a member's raw logit (its weight over its temperature), or None when
     its calibration is not a temperature (nor absent)."""
@@ -87,7 +101,8 @@ def fused_graph(ensemble: nn.Module) -> Any:
     total = None
     for i, (member, weight) in enumerate(zip(ensemble.members, ensemble.weights, strict=True)):
         scale = member_scale(member, weight)
-        z = _splice(openvino_graph(Logits(fold_batchnorm(member))), x.output(0))
+        graph = name_ops(openvino_graph(Logits(fold_batchnorm(member))), member_prefix(i))
+        z = _splice(graph, x.output(0))
         term = ops.multiply(z, ops.constant(np.array([scale], np.float32)))
         term.set_friendly_name(f"{COMBINE}scale_{i}")
         if total is None:

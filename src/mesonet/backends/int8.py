@@ -10,31 +10,31 @@ The recipe (:func:`quantize`): NNCF's ``MIXED`` preset (symmetric weights, asymm
 activations) with the dense heads (``MatMul``) and an ensemble's weighted sum of member
 logits left in fp32: they cost next to nothing, quantising the heads shrank the logits by a
 third, and quantising the sum clipped the logits to the range the calibration crops gave.
+Each network's first ``int8_fp32_convs`` convolutions stay in fp32 too (6 for the
+EfficientNet, whose first layers in int8 cost 0.02 AUC on FaceForensics++), and a network
+that keeps all of them is not quantised at all (a Meso-4: it lost 0.017 on FaceForensics++,
+0.010 with its first convolution in fp32; a Meso-4 alone cannot run in int8). Measured by
+``tools/int8_recipes.py``, tables in docs/speed.md.
 Chosen by agreement with fp32 on dfdc-faces/val crops held out of calibration (not on any
 reported set): for meso4.dfdc the mean |logit change| fell from 0.34 (NNCF's defaults) to
 0.12, for mesoinception4.paper from 1.14 to 0.36.
 
 **Where the calibration crops come from.** Quantisation needs data like the data scored,
-and a shipped package holds none (the four bundled sample images are from the authors'
-training set and too few), nor may anything be fetched at run time. So the calibration data
-is always the user's input, a folder of validation crops (never a set whose AUC is
-reported), and the result is kept: :func:`quantize` saves the int8 graph as OpenVINO IR in
+and nothing may be fetched at run time. The calibration data is a folder of validation crops
+(never a set whose AUC is reported): :func:`quantize` saves the int8 graph as OpenVINO IR in
 the user cache (``$MESONET_CACHE/openvino-int8``, see :mod:`mesonet.backends.cache`), keyed by
-the model's graph digest (its tensors, module tree and OpenVINO version) and a sha256 of the
-calibration crops. ``benchmarks/bench_int8.py`` makes it, measures the AUC change against
-fp32 on the dev sets and writes it into the card's ``int8`` field together with the
-calibration crops' digest; ``python -m mesonet.backends.int8 MODEL FOLDER`` makes it alone.
+the model's graph digest (its tensors, module tree and OpenVINO version), a sha256 of the
+calibration crops and :data:`FORMAT`, with the statistics NNCF collected on the crops beside
+it (:data:`STATISTICS`). ``benchmarks/bench_int8.py`` makes it, measures the AUC change
+against fp32 on the dev sets and writes the card's ``int8`` record: the calibration crops'
+digest, the changes, and the statistics file shipped beside the card (``int8.statistics``,
+sha256-checked). The bundled default ships its statistics (no image: per-channel ranges and
+means), so every installation can rebuild the graph measured without the calibration data
+(:mod:`mesonet.backends.int8_statistics`). ``python -m mesonet.backends.int8 MODEL FOLDER``
+quantises a model of your own on your own validation folder.
 
-**What ``auto`` does** (:func:`auto_int8`): it runs a model in int8 only when its card
-records an AUC change within :data:`AUC_TOLERANCE` on every one of :data:`REQUIRED_SETS`
-(and on any other set recorded) *and* the cache holds the int8 graph made from the very
-calibration crops the card names (same digest), i.e. the graph that was measured. It never
-quantises: without that graph, or without a passing record, ``auto`` stays fp32. The
-explicit ``--backend openvino-int8`` (the user's choice of a non-exact engine, as
-``openvino-bf16``) quantises on the crops given (``create_scorer(..., calibration=FOLDER)``),
-else runs the recorded graph when it is cached, else the newest int8 graph of this model in
-the cache (made by ``python -m mesonet.backends.int8 MODEL FOLDER``); with none it refuses,
-saying how to make one.
+Which int8 graph runs, for ``auto`` and for the explicit backend, is decided by the card's
+record: :mod:`mesonet.backends.int8_choice`.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ fourth, the ffpp-c40 videos, is checked when recorded)."""
 CALIBRATION_SIZE = 300
 """Crops taken from a calibration folder by default (evenly through its sorted files)."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-FORMAT = 2
+FORMAT = 3
 """Bumped when the quantisation recipe changes (a new key for every cached graph)."""
+STATISTICS = "statistics.safetensors"
+"""The statistics a cached int8 graph was made from, beside it (what a card may ship)."""
 
 
 # --------------------------------------------------------------------------- calibration data
@@ -114,15 +116,67 @@ def model_key(model: nn.Module) -> str:
     return fused_digest(model) if _is_ensemble(model) else graph_key(model)
 
 
+NOT_QUANTISED = (
+    "its networks stay in fp32 in int8 graphs (a Meso-4 lost up to 0.017 ROC AUC when "
+    "quantised; docs/speed.md): run it with backend openvino"
+)
+
+
+def _name(model: nn.Module) -> str:
+    return getattr(getattr(model, "card", None), "name", "") or type(model).__name__
+
+
 def fp32_graph(model: nn.Module) -> Any:
     """The fp32 logit graph quantised for ``model`` (a fresh OpenVINO model)."""
     from mesonet.backends.folding import Logits, fold_batchnorm
-    from mesonet.backends.fused import fused_graph
+    from mesonet.backends.fused import fused_graph, name_ops
     from mesonet.backends.openvino_engine import openvino_graph
 
     if _is_ensemble(model):
         return fused_graph(model)
-    return openvino_graph(Logits(fold_batchnorm(model)))
+    return name_ops(openvino_graph(Logits(fold_batchnorm(model))))
+
+
+CONVOLUTIONS = ("Convolution", "GroupConvolution")
+_UNQUANTISED = ("Parameter", "Constant", "Result")
+
+
+def _networks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Each network of ``model`` with the prefix of its op names in :func:`fp32_graph`."""
+    from mesonet.backends.fused import member_prefix
+
+    if _is_ensemble(model):
+        return [(member_prefix(i), m) for i, m in enumerate(model.members)]
+    return [("", model)]
+
+
+def fp32_ops(model: nn.Module, graph: Any) -> list[str]:
+    """The names of the ops of ``graph`` (``model``'s :func:`fp32_graph`) kept in fp32: each
+    network's first ``int8_fp32_convs`` convolutions in graph order, and every op of a network
+    that keeps all its convolutions (it is not quantised at all)."""
+    ordered = graph.get_ordered_ops()
+    kept: list[str] = []
+    for prefix, network in _networks(model):
+        own = [op for op in ordered if op.get_friendly_name().startswith(prefix)]
+        convolutions = [op.get_friendly_name() for op in own if op.get_type_name() in CONVOLUTIONS]
+        count = int(getattr(network, "int8_fp32_convs", 0))
+        if count >= len(convolutions):
+            kept += [op.get_friendly_name() for op in own if op.get_type_name() not in _UNQUANTISED]
+        else:
+            kept += convolutions[:count]
+    return kept
+
+
+def quantisable(model: nn.Module) -> bool:
+    """Whether int8 quantises any network of ``model`` (a Meso-4 alone stays in fp32)."""
+    return any(
+        int(getattr(network, "int8_fp32_convs", 0)) < _count_convolutions(network)
+        for _, network in _networks(model)
+    )
+
+
+def _count_convolutions(network: nn.Module) -> int:
+    return sum(isinstance(m, nn.Conv2d) for m in network.modules())
 
 
 def entry_name(model: nn.Module, calibration_sha256: str) -> str:
@@ -138,52 +192,62 @@ def cached_path(model: nn.Module, calibration_sha256: str) -> Path | None:
 
 
 def quantize(
-    model: nn.Module, crops: np.ndarray, data: str = "", save: bool = True
+    model: nn.Module,
+    crops: np.ndarray | None = None,
+    data: str = "",
+    save: bool = True,
+    statistics: str | Path | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """``(int8 OpenVINO model, calibration record)``: ``model`` quantised by NNCF on
-    ``crops`` (uint8 N x 256 x 256 x 3, validation data), saved in the cache when it can be.
+    ``crops`` (uint8 N x 256 x 256 x 3, validation data), or rebuilt from the ``statistics``
+    file such a run stored (:mod:`mesonet.backends.int8_statistics`; no data needed), and
+    saved in the cache with its statistics when it can be.
 
     The record is what a card's ``int8.calibration`` holds: ``data`` (a name for the crops),
-    ``n`` and ``sha256``. Needs the ``nncf`` package (``pip install 'mesonet[int8]'``).
+    ``n`` and ``sha256``. Needs the ``nncf`` package.
     """
     try:
         import nncf
     except ImportError as exc:
-        raise ImportError(
-            "int8 quantisation needs NNCF: pip install 'mesonet[int8]' (or nncf)"
-        ) from exc
+        raise ImportError("int8 quantisation needs NNCF: pip install nncf") from exc
     import openvino as ov
 
     from mesonet.backends.cache import _folder
     from mesonet.backends.fused import combine_op_names
+    from mesonet.backends.int8_statistics import load_statistics, quantize_graph, save_statistics
 
-    if crops.ndim != 4 or crops.dtype != np.uint8 or crops.shape[1:] != (256, 256, 3):
-        raise ValueError("calibration crops must be uint8 N x 256 x 256 x 3")
-    record = {"data": data or "unnamed", "n": int(len(crops)), "sha256": crops_sha256(crops)}
-
-    def transform(crop: np.ndarray) -> np.ndarray:
-        return (crop[None].transpose(0, 3, 1, 2).astype(np.float32)) / np.float32(255.0)
-
-    dataset = nncf.Dataset(list(crops), transform)
-    logging.getLogger("nncf").setLevel(logging.WARNING)
     graph = fp32_graph(model)
-    quantised = nncf.quantize(
-        graph,
-        dataset,
-        preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(crops),
-        target_device=nncf.TargetDevice.CPU,
-        ignored_scope=nncf.IgnoredScope(names=combine_op_names(graph), types=["MatMul"]),
-    )
+    if not quantisable(model):
+        raise ValueError(f"{_name(model)} is not quantised to int8: {NOT_QUANTISED}")
+    ignored = combine_op_names(graph) + fp32_ops(model, graph)
+    if statistics is not None:
+        stored, metadata = load_statistics(statistics)
+        record = metadata.get("calibration") or {}
+        if not isinstance(record.get("sha256"), str):
+            raise ValueError(f"{statistics}: int8 statistics without their calibration record")
+        quantised, stored = quantize_graph(graph, ignored, statistics=stored)
+    else:
+        if crops is None or crops.ndim != 4 or crops.dtype != np.uint8:
+            raise ValueError("calibration crops must be uint8 N x 256 x 256 x 3")
+        if crops.shape[1:] != (256, 256, 3):
+            raise ValueError("calibration crops must be uint8 N x 256 x 256 x 3")
+        record = {"data": data or "unnamed", "n": int(len(crops)), "sha256": crops_sha256(crops)}
+
+        def transform(crop: np.ndarray) -> np.ndarray:
+            return (crop[None].transpose(0, 3, 1, 2).astype(np.float32)) / np.float32(255.0)
+
+        dataset = nncf.Dataset(list(crops), transform)
+        quantised, stored = quantize_graph(graph, ignored, dataset, subset_size=len(crops))
     folder = _folder("openvino-int8") if save else None
     if folder is not None:
         name = entry_name(model, record["sha256"])
+        info = dict(record, nncf=nncf.__version__, openvino=ov.__version__, format=FORMAT)
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
             try:
                 ov.save_model(quantised, str(tmp / "model.xml"), compress_to_fp16=False)
-                info = dict(record, nncf=nncf.__version__, openvino=ov.__version__)
                 (tmp / "calibration.json").write_text(json.dumps(info, indent=2))
+                save_statistics(tmp / STATISTICS, stored, {"calibration": record, **info})
                 shutil.rmtree(folder / name, ignore_errors=True)
                 tmp.rename(folder / name)
             finally:
@@ -191,53 +255,6 @@ def quantize(
         except OSError as exc:
             log.debug("could not cache the int8 graph in %s: %s", folder, exc)
     return quantised, record
-
-
-# --------------------------------------------------------------------------- the card's record
-
-
-def record_passes(card: Any) -> bool:
-    """Whether ``card`` records an int8 AUC change within :data:`AUC_TOLERANCE` on every
-    required set and on every other set it records."""
-    record = getattr(card, "int8", None) or {}
-    changes = record.get("auc_change") or {}
-    if not all(name in changes for name in REQUIRED_SETS):
-        return False
-    try:
-        return all(abs(float(d)) <= AUC_TOLERANCE for d in changes.values())
-    except (TypeError, ValueError):
-        return False
-
-
-def recorded_path(model: nn.Module) -> Path | None:
-    """The cached int8 graph of the calibration ``model``'s card names, if there is one (and,
-    when the record names the NNCF version that made the graph measured, one made by it)."""
-    record = getattr(getattr(model, "card", None), "int8", None) or {}
-    digest = (record.get("calibration") or {}).get("sha256")
-    if not isinstance(digest, str):
-        return None
-    try:
-        path = cached_path(model, digest)
-    except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read: no int8
-        log.debug("no int8 graph for this model: %s", exc)
-        return None
-    if path is not None and "nncf" in record:
-        try:
-            made = json.loads((path.parent / "calibration.json").read_text()).get("nncf")
-        except (OSError, ValueError, AttributeError):
-            made = None
-        if made != record["nncf"]:
-            log.debug("int8 graph %s made by NNCF %s, not %s", path.parent, made, record["nncf"])
-            return None
-    return path
-
-
-def auto_int8(model: nn.Module) -> Path | None:
-    """The int8 graph ``auto`` may run for ``model``: only with a passing measured record
-    on its card and the very graph that was measured in the cache (see the module)."""
-    if not record_passes(getattr(model, "card", None)):
-        return None
-    return recorded_path(model)
 
 
 def int8_graph(
@@ -248,6 +265,8 @@ def int8_graph(
     cache), else the graph the card's record names. Raises ``LookupError`` with neither."""
     import openvino as ov
 
+    if not quantisable(model):
+        raise LookupError(f"{_name(model)} is not quantised to int8: {NOT_QUANTISED}")
     if calibration is not None:
         if isinstance(calibration, np.ndarray):
             crops, data = calibration, "crops"
@@ -260,6 +279,8 @@ def int8_graph(
             if path is None:  # no writable cache: keep the graph in memory
                 return graph.clone, f"quantised on {data} (not cached)"
         return lambda p=path: ov.Core().read_model(str(p)), f"cached {path.parent.name}"
+    from mesonet.backends.int8_choice import explicit_path
+
     path = explicit_path(model)
     if path is None:
         raise LookupError(
@@ -268,37 +289,6 @@ def int8_graph(
             "validation images)"
         )
     return lambda p=path: ov.Core().read_model(str(p)), f"cached {path.parent.name}"
-
-
-def explicit_path(model: nn.Module) -> Path | None:
-    """The int8 graph an explicit ``openvino-int8`` runs without calibration data: the one
-    the card's record names if cached, else the newest cached for this model."""
-    from mesonet.backends.cache import cache_root
-
-    path = recorded_path(model)
-    if path is not None:
-        return path
-    try:
-        pattern = f"{model_key(model)}-*-{FORMAT}/model.xml"
-    except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read
-        log.debug("no int8 graph for this model: %s", exc)
-        return None
-    found = [
-        p for p in (cache_root() / "openvino-int8").glob(pattern) if p.with_suffix(".bin").is_file()
-    ]
-    return max(found, key=lambda p: p.stat().st_mtime, default=None)
-
-
-def inference_kind(model: nn.Module, backend: str) -> str:
-    """What a scan's settings record says about its arithmetic: ``exact`` (the fp32 engines
-    agree to 1e-4), ``bf16``, or ``int8`` with the cache entry (model and calibration
-    digests) of the int8 graph it runs (another int8 graph gives other scores)."""
-    if "bf16" in backend:
-        return "bf16"
-    if "int8" not in backend:
-        return "exact"
-    path = explicit_path(model)
-    return f"int8 {path.parent.name}" if path is not None else "int8"
 
 
 def with_sigmoid(graph: Any) -> Any:

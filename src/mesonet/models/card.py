@@ -212,7 +212,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 def check_int8(record: Any) -> None:
     """Raise ``ValueError`` unless ``record`` (a card's ``int8``) is empty or holds
     ``calibration`` ``{"data": name, "n": positive integer, "sha256": 64 hex digits}`` and
-    ``auc_change`` ``{set name: number from -1 to 1}`` with at least one set."""
+    ``auc_change`` ``{set name: number from -1 to 1}`` with at least one set, and optionally
+    ``statistics`` ``{"file": a path inside the card's folder, "sha256": 64 hex digits}``."""
     if not isinstance(record, dict):
         raise ValueError(f"int8 must be an object, not {type(record).__name__}")
     if not record:
@@ -236,6 +237,16 @@ def check_int8(record: Any) -> None:
             raise ValueError(
                 f"int8.auc_change[{name!r}] must be a number from -1 to 1, not {shown(delta)}"
             )
+    shipped = record.get("statistics")
+    if shipped is not None:
+        if not isinstance(shipped, dict):
+            raise ValueError("int8.statistics must be an object {file, sha256}")
+        file = shipped.get("file")
+        check_name(file, "int8.statistics.file", MAX_REFERENCE_CHARS)
+        if file.startswith(("/", "\\")) or ".." in file.replace("\\", "/").split("/"):
+            raise ValueError("int8.statistics.file must be a path inside the card's folder")
+        if not (isinstance(shipped.get("sha256"), str) and _SHA256.fullmatch(shipped["sha256"])):
+            raise ValueError("int8.statistics.sha256 must be 64 lowercase hex digits")
 
 
 def shown(value: Any, limit: int = 60) -> str:

@@ -73,6 +73,7 @@ class EfficientNetLite0(MesoNet):
     default_mean = LITE_MEAN
     default_std = LITE_STD
     head_prefix = "head."
+    int8_fp32_convs = 6  # in int8 the first layers lost 0.02 AUC on FF++ (docs/speed.md)
 
     def __init__(
         self,

@@ -248,6 +248,7 @@ class _Loader:
         if key not in self.loaded:
             model = _load_weights(path, card, self.verify, self.trust_unverified)
             model.source = reference  # how ensemble cards name it (see ensemble_card)
+            model.card_path = path  # where files its card names are (int8 statistics)
             self.loaded[key] = model
         return self.loaded[key]
 
@@ -276,7 +277,9 @@ class _Loader:
         card.members = [
             {**m, "model": model.source} for m, model in zip(card.members, members, strict=True)
         ]
-        return Ensemble(members, weights, card).eval()
+        ensemble = Ensemble(members, weights, card).eval()
+        ensemble.card_path = path
+        return ensemble
 
 
 def _find_cycle(top: Path, first: Path) -> list[Path] | None:

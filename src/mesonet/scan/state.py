@@ -81,7 +81,7 @@ def card_digest(model: Any) -> str:
 
 def scan_settings(detector: Any) -> dict[str, Any]:
     """Every setting of ``detector`` that changes a scan's records, as JSON values."""
-    from mesonet.backends.int8 import inference_kind
+    from mesonet.backends.int8_choice import inference_kind
 
     options = getattr(detector, "_detector_options", {}) or {}
     temporal = getattr(detector, "temporal", None)  # a video model of face tracks, if any
