@@ -80,6 +80,15 @@ def test_images_are_evaluated_at_frame_level_with_groups(model_path, image_folde
     assert metrics["by_group"]["Method"]["n"] == 3
 
 
+def test_the_metrics_and_the_table_say_which_engine_scored(model_path, image_folder):
+    exact = evaluate(Detector(model_path, faces="none", backend="openvino"), image_folder)
+    assert exact["backend"] == "openvino"
+    args = ["evaluate", str(image_folder), "--faces", "none", "--model", str(model_path)]
+    result = CliRunner().invoke(app, [*args, "--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    assert f"{exact['model']} (torch): frame level" in result.stdout
+
+
 def test_videos_are_evaluated_at_video_level(model_path, video_folder):
     metrics = evaluate(Detector(model_path, frames=4), video_folder)
     assert metrics["level"] == "video"

@@ -133,8 +133,10 @@ def _metrics_table(metrics: dict) -> Table:
     from mesonet.output import plain_table
 
     keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1")
+    engine = f" ({metrics['backend']})" if metrics.get("backend") else ""
     title = (
-        f"{metrics['model']}: {metrics['level']} level, threshold {metrics['threshold']:.3f}, "
+        f"{metrics['model']}{engine}: {metrics['level']} level, "
+        f"threshold {metrics['threshold']:.3f}, "
         f"skipped {metrics['skipped']['no_face']} no-face / {metrics['skipped']['error']} errors"
     )
     rows = [(Text("all", style="bold"), metrics)]

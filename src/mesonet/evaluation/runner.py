@@ -107,6 +107,7 @@ def evaluate(
     kinds = {lab.item.kind for lab in labelled}
     metrics["level"] = "mixed" if len(kinds) > 1 else ("video" if "video" in kinds else "frame")
     metrics["model"] = detector.model_name
+    metrics["backend"] = detector.backend  # openvino-int8 scores differ a little from fp32
     if len(kinds) > 1:
         for kind, key in (("image", "images"), ("video", "videos")):
             pairs = [

@@ -83,10 +83,16 @@ class _OpenVinoNet:
         self._blob: np.ndarray | None = None
 
     def _compile(self, shape: tuple[int, ...] | None) -> tuple[Any, Any]:
+        from mesonet.backends.cache import compiled_cache_dir
+
         model = self._core.read_model(self._path)
         if shape is not None:
             model.reshape({0: self._ov.PartialShape(list(shape))})
-        compiled = self._core.compile_model(model, "CPU", self._config)
+        config = dict(self._config)
+        folder = compiled_cache_dir()
+        if folder is not None:  # OpenVINO's cache of compiled blobs: a later run loads them
+            config["CACHE_DIR"] = str(folder)
+        compiled = self._core.compile_model(model, "CPU", config)
         return compiled, compiled.create_infer_request()
 
     def _pick(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
