@@ -360,13 +360,15 @@ def _shipping_copy(folder: Path, calibration: np.ndarray, digest: str | None = N
 
 
 def test_auto_rebuilds_the_measured_graph_from_the_statistics_the_card_ships(
-    sample_calibration, samples, tmp_path, monkeypatch
+    sample_calibration, samples, tmp_path, monkeypatch, capfd
 ):
     path = _shipping_copy(tmp_path, sample_calibration)
     reference = create_scorer(load_model(path), "openvino-int8", output="logit")(samples)
     monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "fresh-cache"))  # a new machine
     model = load_model(path)
+    capfd.readouterr()
     assert auto_int8(model) is not None
+    assert capfd.readouterr().out == ""  # NNCF's progress bars kept off the records' stream
     scorer = create_scorer(model, "auto", output="logit")
     assert scorer.name == "openvino-int8"
     np.testing.assert_array_equal(scorer(samples), reference)

@@ -118,6 +118,7 @@ def main() -> None:
         "mesonet/samples/NOTICE",
         "mesonet/serve/static/index.html",
         "mesonet/serve/static/favicon.svg",
+        "mesonet/models/weights/int8/ensemble.lite0-f2f.safetensors",
     ):
         assert needed in names, f"{needed} is not in {wheel.name}"
     assert any(
@@ -139,6 +140,7 @@ def main() -> None:
 
     # the user's view: a folder outside the project, nothing of ours on the path
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["MESONET_CACHE"] = str(work / "cache")  # a new user's empty cache
     home = work / "elsewhere"
     home.mkdir(exist_ok=True)
     where = run(
@@ -154,6 +156,14 @@ def main() -> None:
     for record in records:
         assert record["status"] == "ok", record
         assert venv.resolve() in Path(record["path"]).resolve().parents, record["path"]
+    # the default runs in int8, its graph rebuilt from the statistics shipped in the wheel
+    engine = run(
+        [str(python), "-c", "from mesonet import Detector; print(Detector().backend)"],
+        log,
+        env=env,
+        cwd=home,
+    ).stdout.strip()
+    assert engine == "openvino-int8", f"the default runs on {engine}, not openvino-int8"
     sample = Path(records[0]["path"])
     answer = check_serve(mesonet, env, home, sample)
     assert answer["status"] == "ok" and answer["path"] == sample.name, answer
@@ -165,7 +175,8 @@ def main() -> None:
     verdicts = ", ".join(f"{Path(r['path']).name} {r['label']}" for r in records)
     print(
         f"wheel check passed in {time.monotonic() - started:.0f} s: {wheel.name} installed in "
-        f"a fresh venv ({site.parent}); predict --samples: {verdicts}; serve: one upload "
+        f"a fresh venv ({site.parent}); the default on {engine}; predict --samples: "
+        f"{verdicts}; serve: one upload "
         f"answered {answer['label']}"
     )
 

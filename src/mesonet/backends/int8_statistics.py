@@ -17,6 +17,8 @@ stored as one safetensors file, each tensor named ``<statistic key>/<field>`` wi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -43,6 +45,17 @@ def quantize_graph(
     ``nncf.quantize`` does (preset MIXED, CPU, fast bias correction, the weights stored in
     int8), with the ops named in ``ignored`` and every ``MatMul`` left in fp32. The
     statistics come from ``dataset`` (an ``nncf.Dataset``) or are given."""
+    if (dataset is None) == (statistics is None):
+        raise ValueError("quantize_graph needs a dataset or statistics, not both")
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    # NNCF draws progress bars on standard output, where records go (predict -f json)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _quantize_graph(graph, ignored, dataset, statistics, subset_size)
+
+
+def _quantize_graph(
+    graph: Any, ignored: list[str], dataset: Any, statistics: Statistics | None, subset_size: int
+) -> tuple[Any, Statistics]:
     import nncf
     from nncf.common.factory import StatisticsAggregatorFactory
     from nncf.openvino.graph.model_utils import remove_friendly_name_duplicates
@@ -50,9 +63,6 @@ def quantize_graph(
     from nncf.quantization.algorithms.post_training.algorithm import PostTrainingQuantization
     from openvino._offline_transformations import compress_quantize_weights_transformation
 
-    if (dataset is None) == (statistics is None):
-        raise ValueError("quantize_graph needs a dataset or statistics, not both")
-    logging.getLogger("nncf").setLevel(logging.WARNING)
     graph = remove_friendly_name_duplicates(graph)
     algorithm = PostTrainingQuantization(
         preset=nncf.QuantizationPreset.MIXED,
