@@ -389,3 +389,16 @@ def test_the_card_refuses_statistics_outside_its_folder(file):
     record = dict(_passing("a" * 64), statistics={"file": file, "sha256": "b" * 64})
     with pytest.raises(ValueError, match="inside the card's folder"):
         ModelCard(name="x", arch="meso4", int8=record).check()
+
+
+def test_predict_says_the_default_runs_in_int8():
+    from typer.testing import CliRunner
+
+    from mesonet.cli import app
+
+    sample = sorted(SAMPLES.rglob("*.jpg"))[0]
+    result = CliRunner().invoke(app, ["predict", str(sample)])
+    assert result.exit_code == 0, result.output
+    assert "model ensemble.lite0-f2f (int8), threshold" in result.stdout
+    exact = CliRunner().invoke(app, ["predict", str(sample), "--backend", "openvino"])
+    assert "model ensemble.lite0-f2f, threshold" in exact.stdout

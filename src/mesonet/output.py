@@ -242,6 +242,9 @@ def write_results(
         _tell_skipped_subfolders(paths, err)
     failed = 0
     model = getattr(detector, "model_name", None)
+    engine = getattr(detector, "backend", "")
+    if model and engine in ("openvino-int8", "openvino-bf16"):  # not exact: say so
+        model = f"{model} ({engine.removeprefix('openvino-')})"
     collected: list[MediaResult] = []
     with ExitStack() as stack:
         stream: TextIO | None = None
