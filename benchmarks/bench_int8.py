@@ -18,6 +18,7 @@ from the cached graph or rebuilt from those statistics (``mesonet.backends.int8`
     python benchmarks/bench_int8.py --model meso4.dfdc
     python benchmarks/bench_int8.py --model ensemble.dfdc-f2f-paper --out /tmp/paper-int8.json
     python benchmarks/bench_int8.py --model meso4.dfdc --limit 200 --no-speed   # a quick look
+    python benchmarks/bench_int8.py --model ensemble.lite0-f2f --fp32-member meso4.f2f --videos
 """
 
 from __future__ import annotations
@@ -128,8 +129,7 @@ def speed_table(model, int8_calibration: np.ndarray, batch: int, repeats: int) -
     cases.append(("int8" + (", fused into one graph" if ensemble else ""), "openvino-int8", True))
     rates = []
     for label, backend, fuse in cases:
-        calibration = int8_calibration if backend == "openvino-int8" else None
-        scorer = ModelScorer(model, backend, batch, fuse=fuse, calibration=calibration)
+        scorer = ModelScorer(model, backend, batch, fuse=fuse)  # int8: the record's graph
         rates.append((label, timed(lambda s=scorer: s(crops), batch, repeats=repeats)))
     base = rates[0][1]
     print()
@@ -157,6 +157,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", help="write a copy of the model whose card holds the record")
+    parser.add_argument(
+        "--fp32-member",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an ensemble member kept whole in fp32 (repeatable; recorded in the card)",
+    )
     args = parser.parse_args()
     from sklearn.metrics import roc_auc_score
 
@@ -173,10 +180,13 @@ def main() -> None:
     crops = calibration_crops(calibration, args.n)
     data = f"{calibration.parent.name}/{calibration.name}"
     start = time.perf_counter()
-    _, record = quantize(model, crops, data)
+    kept = sorted(set(args.fp32_member))
+    _, record = quantize(model, crops, data, fp32_members=kept)
     print(f"quantised on {record['n']} crops of {data} in {time.perf_counter() - start:.1f} s")
+    # the graph just made is the one the record names: every int8 scorer below runs it
+    model.card.int8 = {"calibration": record, "fp32_members": kept}
     fp32 = ModelScorer(model, "openvino")
-    int8 = ModelScorer(model, "openvino-int8", calibration=crops)
+    int8 = ModelScorer(model, "openvino-int8")
     rows, changes, aucs = [], {}, {}
     for name, folder in IMAGE_SETS.items():
         if not folder.is_dir():
@@ -190,7 +200,6 @@ def main() -> None:
         aucs[name] = {"n": len(items), "fp32": round(auc_a, 6), "int8": round(auc_b, 6)}
         rows.append((name, len(items), auc_a, auc_b, changes[name], np.abs(a - b).max()))
     if args.videos and VIDEO_SET[1].is_dir():
-        model.card.int8 = {"calibration": record}  # the graph just made, for the Detector
         items, (a, b) = score_videos(VIDEO_SET[1], model, ["openvino", "openvino-int8"], None)
         labels = np.array([y for _, y in items])
         ok = ~(np.isnan(a) | np.isnan(b))
@@ -225,6 +234,8 @@ def main() -> None:
         "openvino": ov.__version__,
         "command": "python benchmarks/bench_int8.py " + shlex.join(sys.argv[1:]),
     }
+    if kept:
+        entry["fp32_members"] = kept
     from mesonet.models.card import ModelCard
 
     passes = record_passes(ModelCard(name="x", arch="x", int8=entry))
@@ -250,7 +261,7 @@ def write_copy(model, entry: dict, out: Path) -> None:
 
     from mesonet.models.registry import save_ensemble, save_model
 
-    made = cached_path(model, entry["calibration"]["sha256"])
+    made = cached_path(model, entry["calibration"]["sha256"], entry.get("fp32_members", []))
     if made is None:
         sys.exit("the int8 graph measured is not in the cache: cannot ship its statistics")
     statistics = out.parent / "int8" / f"{out.stem}.safetensors"

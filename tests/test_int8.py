@@ -9,8 +9,7 @@ Tolerances (int8 is not exact; measured 2026-12-04, meso4.dfdc and mesoinception
 - calibrated on the packaged samples and their mirror images (no ../shared needed), scored
   on the samples: largest |p change| at most 0.15 (0.08 and 0.004).
 
-efficientnet_lite0.noffpp is checked against the same bounds; a Meso-4 is not quantised (its
-int8 lost AUC: see mesonet.backends.int8).
+efficientnet_lite0.noffpp is checked against the same bounds.
 """
 
 from __future__ import annotations
@@ -89,7 +88,9 @@ def _with_card(model, record: dict):
 # --------------------------------------------------------------------------- agreement
 
 
-@pytest.mark.parametrize("name", ["mesoinception4.paper", "efficientnet_lite0.noffpp"])
+@pytest.mark.parametrize(
+    "name", ["meso4.dfdc", "mesoinception4.paper", "efficientnet_lite0.noffpp"]
+)
 def test_int8_agrees_with_fp32_on_the_samples(name, samples, sample_calibration):
     model = load_model(name)
     fp32 = create_scorer(model, "openvino", output="logit")(samples)
@@ -103,7 +104,9 @@ def test_int8_agrees_with_fp32_on_the_samples(name, samples, sample_calibration)
     np.testing.assert_allclose(p, _sigmoid(int8), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mesoinception4.paper", "efficientnet_lite0.noffpp"])
+@pytest.mark.parametrize(
+    "name", ["meso4.dfdc", "mesoinception4.paper", "efficientnet_lite0.noffpp"]
+)
 def test_int8_agrees_with_fp32_on_held_out_validation_crops(name):
     if not VAL.is_dir():
         pytest.skip(f"{VAL} not present (../shared data is needed for this test)")
@@ -280,7 +283,9 @@ def _outputs(graph, crops: np.ndarray) -> np.ndarray:
     return compiled(crops.transpose(0, 3, 1, 2).astype(np.float32) / 255)[0].reshape(-1)
 
 
-def test_each_network_keeps_its_first_convolutions_in_fp32_by_name(samples, sample_calibration):
+def test_each_network_keeps_its_first_convolutions_and_named_members_in_fp32(
+    sample_calibration,
+):
     from mesonet.backends.fused import member_prefix
     from mesonet.backends.int8 import fp32_graph, fp32_ops
 
@@ -288,35 +293,45 @@ def test_each_network_keeps_its_first_convolutions_in_fp32_by_name(samples, samp
     arch = [m.card.arch for m in model.members]
     lite, meso = member_prefix(arch.index("efficientnet_lite0")), member_prefix(arch.index("meso4"))
     graph = fp32_graph(model)
-    kept = fp32_ops(model, graph)
-    assert fp32_ops(model, fp32_graph(model)) == kept  # the same names every build
     ops = {op.get_friendly_name(): op.get_type_name() for op in graph.get_ops()}
-    lite_kept = [n for n in kept if n.startswith(lite)]
-    assert len(lite_kept) == 6 and all("Convolution" in ops[n] for n in lite_kept)
+    alone = fp32_ops(model, graph)
+    assert fp32_ops(model, fp32_graph(model)) == alone  # the same names every build
+    assert len(alone) == 6 and all(n.startswith(lite) and "Convolution" in ops[n] for n in alone)
+    kept = fp32_ops(model, graph, ["meso4.f2f"])
     meso_convolutions = [n for n, t in ops.items() if n.startswith(meso) and t == "Convolution"]
-    assert len(meso_convolutions) == 4 and set(meso_convolutions) <= set(kept)
-    quantised, _ = quantize(model, sample_calibration, "samples")
-    fed = {}  # convolution name: whether an int8 quantiser feeds it
-    quantisers = []
+    assert len(meso_convolutions) == 4 and set(alone + meso_convolutions) <= set(kept)
+    quantised, _ = quantize(model, sample_calibration, "samples", fp32_members=["meso4.f2f"])
+    fed, quantisers = {}, []  # convolution name: whether an int8 quantiser feeds it
     for op in quantised.get_ops():
         if op.get_type_name() == "FakeQuantize":
             quantisers.append(op.get_friendly_name())
         if op.get_type_name() in ("Convolution", "GroupConvolution"):
             source = op.input_value(0).get_node()
             fed[op.get_friendly_name()] = source.get_type_name() == "FakeQuantize"
-    assert not any(fed[name] for name in lite_kept + meso_convolutions)
+    assert not any(fed[name] for name in alone + meso_convolutions)
     assert sum(fed.values()) >= 40  # the rest of the EfficientNet is int8
     assert not any(name.startswith(meso) for name in quantisers)  # the Meso-4 is all fp32
 
 
-def test_a_meso4_alone_is_not_quantised_and_the_backend_says_why(sample_calibration):
-    from mesonet.backends.int8 import quantisable
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [(["meso4.dfdc"], "not members of"), (["meso4.f2f", "efficientnet_lite0.noffpp"], "nothing")],
+)
+def test_fp32_members_must_be_members_and_leave_one_to_quantise(
+    sample_calibration, members, message
+):
+    with pytest.raises(ValueError, match=message):
+        quantize(load_model("ensemble.lite0-f2f"), sample_calibration, "x", fp32_members=members)
 
-    model = load_model("meso4.dfdc")
-    assert not quantisable(model) and quantisable(load_model("ensemble.lite0-f2f"))
-    with pytest.raises(BackendError, match="meso4.dfdc is not quantised to int8.*openvino"):
-        create_scorer(model, "openvino-int8", calibration=sample_calibration)
-    assert create_scorer(model, "auto").name == "openvino"
+
+def test_the_record_s_fp32_members_pick_the_graph_auto_runs(sample_calibration):
+    model = load_model("ensemble.lite0-f2f")
+    _, record = quantize(model, sample_calibration, "samples")  # all members quantised
+    sha = record["sha256"]
+    _with_card(model, dict(_passing(sha), fp32_members=["meso4.f2f"]))
+    assert auto_int8(model) is None  # the recorded recipe's graph was never made
+    quantize(model, sample_calibration, "samples", fp32_members=["meso4.f2f"])
+    assert auto_int8(model) == cached_path(model, sha, ["meso4.f2f"]) != cached_path(model, sha)
 
 
 def test_the_graph_rebuilt_from_stored_statistics_is_the_graph_measured(

@@ -11,9 +11,10 @@ activations) with the dense heads (``MatMul``) and an ensemble's weighted sum of
 logits left in fp32: they cost next to nothing, quantising the heads shrank the logits by a
 third, and quantising the sum clipped the logits to the range the calibration crops gave.
 Each network's first ``int8_fp32_convs`` convolutions stay in fp32 too (6 for the
-EfficientNet, whose first layers in int8 cost 0.02 AUC on FaceForensics++), and a network
-that keeps all of them is not quantised at all (a Meso-4: it lost 0.017 on FaceForensics++,
-0.010 with its first convolution in fp32; a Meso-4 alone cannot run in int8). Measured by
+EfficientNet, whose first layers in int8 cost 0.02 AUC on FaceForensics++), and an
+ensemble's int8 record may keep whole members in fp32 (``fp32_members``: the default keeps
+its Meso-4, which lost 0.017 on FaceForensics++ in int8 and 0.010 with its first
+convolution in fp32, while costing a third of the EfficientNet). Measured by
 ``tools/int8_recipes.py``, tables in docs/speed.md.
 Chosen by agreement with fp32 on dfdc-faces/val crops held out of calibration (not on any
 reported set): for meso4.dfdc the mean |logit change| fell from 0.34 (NNCF's defaults) to
@@ -63,7 +64,7 @@ fourth, the ffpp-c40 videos, is checked when recorded)."""
 CALIBRATION_SIZE = 300
 """Crops taken from a calibration folder by default (evenly through its sorted files)."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-FORMAT = 3
+FORMAT = 4
 """Bumped when the quantisation recipe changes (a new key for every cached graph)."""
 STATISTICS = "statistics.safetensors"
 """The statistics a cached int8 graph was made from, beside it (what a card may ship)."""
@@ -116,12 +117,6 @@ def model_key(model: nn.Module) -> str:
     return fused_digest(model) if _is_ensemble(model) else graph_key(model)
 
 
-NOT_QUANTISED = (
-    "its networks stay in fp32 in int8 graphs (a Meso-4 lost up to 0.017 ROC AUC when "
-    "quantised; docs/speed.md): run it with backend openvino"
-)
-
-
 def _name(model: nn.Module) -> str:
     return getattr(getattr(model, "card", None), "name", "") or type(model).__name__
 
@@ -150,44 +145,56 @@ def _networks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [("", model)]
 
 
-def fp32_ops(model: nn.Module, graph: Any) -> list[str]:
+def fp32_ops(model: nn.Module, graph: Any, fp32_members: Sequence[str] = ()) -> list[str]:
     """The names of the ops of ``graph`` (``model``'s :func:`fp32_graph`) kept in fp32: each
-    network's first ``int8_fp32_convs`` convolutions in graph order, and every op of a network
-    that keeps all its convolutions (it is not quantised at all)."""
+    network's first ``int8_fp32_convs`` convolutions in graph order, and every op of the
+    ensemble members named in ``fp32_members`` (by card name: not quantised at all)."""
     ordered = graph.get_ordered_ops()
     kept: list[str] = []
     for prefix, network in _networks(model):
         own = [op for op in ordered if op.get_friendly_name().startswith(prefix)]
-        convolutions = [op.get_friendly_name() for op in own if op.get_type_name() in CONVOLUTIONS]
-        count = int(getattr(network, "int8_fp32_convs", 0))
-        if count >= len(convolutions):
+        if prefix and _name(network) in fp32_members:
             kept += [op.get_friendly_name() for op in own if op.get_type_name() not in _UNQUANTISED]
-        else:
-            kept += convolutions[:count]
+            continue
+        convolutions = [op.get_friendly_name() for op in own if op.get_type_name() in CONVOLUTIONS]
+        kept += convolutions[: int(getattr(network, "int8_fp32_convs", 0))]
     return kept
 
 
-def quantisable(model: nn.Module) -> bool:
-    """Whether int8 quantises any network of ``model`` (a Meso-4 alone stays in fp32)."""
-    return any(
-        int(getattr(network, "int8_fp32_convs", 0)) < _count_convolutions(network)
-        for _, network in _networks(model)
-    )
+def check_fp32_members(model: nn.Module, fp32_members: Sequence[str]) -> list[str]:
+    """``fp32_members`` as a sorted list, when each names a member of the ensemble ``model``
+    and at least one member is left to quantise; ``ValueError`` otherwise."""
+    names = sorted(set(fp32_members))
+    if not names:
+        return []
+    members = [_name(m) for _, m in _networks(model)] if _is_ensemble(model) else []
+    unknown = [n for n in names if n not in members]
+    if unknown:
+        raise ValueError(f"fp32 members {unknown} are not members of {_name(model)}")
+    if set(members) <= set(names):
+        raise ValueError(f"every member of {_name(model)} kept in fp32: nothing to quantise")
+    return names
 
 
-def _count_convolutions(network: nn.Module) -> int:
-    return sum(isinstance(m, nn.Conv2d) for m in network.modules())
+def entry_name(model: nn.Module, calibration_sha256: str, fp32_members: Sequence[str] = ()) -> str:
+    """The cache entry of ``model``'s int8 graph: its graph digest, the calibration crops'
+    digest, the recipe's format and (when any) the members kept in fp32."""
+    name = f"{model_key(model)}-{calibration_sha256[:32]}-{FORMAT}"
+    if fp32_members:
+        kept = "|".join(sorted(set(fp32_members))).encode()
+        name += "-fp32-" + hashlib.sha256(kept).hexdigest()[:12]
+    return name
 
 
-def entry_name(model: nn.Module, calibration_sha256: str) -> str:
-    return f"{model_key(model)}-{calibration_sha256[:32]}-{FORMAT}"
-
-
-def cached_path(model: nn.Module, calibration_sha256: str) -> Path | None:
-    """The int8 IR of ``model`` made from the crops with this digest, if cached."""
+def cached_path(
+    model: nn.Module, calibration_sha256: str, fp32_members: Sequence[str] = ()
+) -> Path | None:
+    """The int8 IR of ``model`` made from the crops with this digest (and these members kept
+    in fp32), if cached."""
     from mesonet.backends.cache import cache_root
 
-    path = cache_root() / "openvino-int8" / entry_name(model, calibration_sha256) / "model.xml"
+    entry = entry_name(model, calibration_sha256, fp32_members)
+    path = cache_root() / "openvino-int8" / entry / "model.xml"
     return path if path.is_file() and path.with_suffix(".bin").is_file() else None
 
 
@@ -197,14 +204,16 @@ def quantize(
     data: str = "",
     save: bool = True,
     statistics: str | Path | None = None,
+    fp32_members: Sequence[str] = (),
 ) -> tuple[Any, dict[str, Any]]:
     """``(int8 OpenVINO model, calibration record)``: ``model`` quantised by NNCF on
     ``crops`` (uint8 N x 256 x 256 x 3, validation data), or rebuilt from the ``statistics``
     file such a run stored (:mod:`mesonet.backends.int8_statistics`; no data needed), and
     saved in the cache with its statistics when it can be.
 
-    The record is what a card's ``int8.calibration`` holds: ``data`` (a name for the crops),
-    ``n`` and ``sha256``. Needs the ``nncf`` package.
+    ``fp32_members``: card names of ensemble members kept whole in fp32 (a card's
+    ``int8.fp32_members``). The record is what a card's ``int8.calibration`` holds: ``data``
+    (a name for the crops), ``n`` and ``sha256``. Needs the ``nncf`` package.
     """
     try:
         import nncf
@@ -217,14 +226,15 @@ def quantize(
     from mesonet.backends.int8_statistics import load_statistics, quantize_graph, save_statistics
 
     graph = fp32_graph(model)
-    if not quantisable(model):
-        raise ValueError(f"{_name(model)} is not quantised to int8: {NOT_QUANTISED}")
-    ignored = combine_op_names(graph) + fp32_ops(model, graph)
+    fp32_members = check_fp32_members(model, fp32_members)
+    ignored = combine_op_names(graph) + fp32_ops(model, graph, fp32_members)
     if statistics is not None:
         stored, metadata = load_statistics(statistics)
         record = metadata.get("calibration") or {}
         if not isinstance(record.get("sha256"), str):
             raise ValueError(f"{statistics}: int8 statistics without their calibration record")
+        if sorted(metadata.get("fp32_members") or []) != fp32_members:
+            raise ValueError(f"{statistics}: made with other members kept in fp32")
         quantised, stored = quantize_graph(graph, ignored, statistics=stored)
     else:
         if crops is None or crops.ndim != 4 or crops.dtype != np.uint8:
@@ -240,8 +250,9 @@ def quantize(
         quantised, stored = quantize_graph(graph, ignored, dataset, subset_size=len(crops))
     folder = _folder("openvino-int8") if save else None
     if folder is not None:
-        name = entry_name(model, record["sha256"])
+        name = entry_name(model, record["sha256"], fp32_members)
         info = dict(record, nncf=nncf.__version__, openvino=ov.__version__, format=FORMAT)
+        info["fp32_members"] = fp32_members
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
             try:
@@ -265,22 +276,21 @@ def int8_graph(
     cache), else the graph the card's record names. Raises ``LookupError`` with neither."""
     import openvino as ov
 
-    if not quantisable(model):
-        raise LookupError(f"{_name(model)} is not quantised to int8: {NOT_QUANTISED}")
+    from mesonet.backends.int8_choice import explicit_path, fp32_members
+
     if calibration is not None:
         if isinstance(calibration, np.ndarray):
             crops, data = calibration, "crops"
         else:
             crops, data = calibration_crops(calibration), Path(calibration).name
-        path = cached_path(model, crops_sha256(crops))
+        kept = fp32_members(model)  # the card's recipe, when its record keeps members
+        path = cached_path(model, crops_sha256(crops), kept)
         if path is None:
-            graph, _ = quantize(model, crops, data)
-            path = cached_path(model, crops_sha256(crops))
+            graph, _ = quantize(model, crops, data, fp32_members=kept)
+            path = cached_path(model, crops_sha256(crops), kept)
             if path is None:  # no writable cache: keep the graph in memory
                 return graph.clone, f"quantised on {data} (not cached)"
         return lambda p=path: ov.Core().read_model(str(p)), f"cached {path.parent.name}"
-    from mesonet.backends.int8_choice import explicit_path
-
     path = explicit_path(model)
     if path is None:
         raise LookupError(

@@ -47,6 +47,13 @@ def record_passes(card: Any) -> bool:
         return False
 
 
+def fp32_members(model: nn.Module) -> list[str]:
+    """The ensemble members the card's int8 record keeps whole in fp32 (none when absent)."""
+    record = getattr(getattr(model, "card", None), "int8", None) or {}
+    names = record.get("fp32_members") or []
+    return sorted(n for n in names if isinstance(n, str))
+
+
 def recorded_path(model: nn.Module) -> Path | None:
     """The cached int8 graph of the calibration ``model``'s card names, if there is one (and,
     when the record names the NNCF version that made the graph measured, one made by it)."""
@@ -55,7 +62,7 @@ def recorded_path(model: nn.Module) -> Path | None:
     if not isinstance(digest, str):
         return None
     try:
-        path = cached_path(model, digest)
+        path = cached_path(model, digest, fp32_members(model))
     except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read: no int8
         log.debug("no int8 graph for this model: %s", exc)
         return None
@@ -119,7 +126,7 @@ def measured_path(model: nn.Module) -> Path | None:
     if statistics is not None:
         log.info("making the int8 graph of %s once from %s", model.card.name, statistics.name)
         try:
-            quantize(model, statistics=statistics)
+            quantize(model, statistics=statistics, fp32_members=fp32_members(model))
         except ImportError:
             log.debug("no NNCF: %s runs in fp32", model.card.name)
             return None
@@ -140,7 +147,7 @@ def explicit_path(model: nn.Module) -> Path | None:
     if path is not None:
         return path
     try:
-        pattern = f"{model_key(model)}-*-{FORMAT}/model.xml"
+        pattern = f"{model_key(model)}-*-{FORMAT}*/model.xml"
     except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read
         log.debug("no int8 graph for this model: %s", exc)
         return None

@@ -213,7 +213,8 @@ def check_int8(record: Any) -> None:
     """Raise ``ValueError`` unless ``record`` (a card's ``int8``) is empty or holds
     ``calibration`` ``{"data": name, "n": positive integer, "sha256": 64 hex digits}`` and
     ``auc_change`` ``{set name: number from -1 to 1}`` with at least one set, and optionally
-    ``statistics`` ``{"file": a path inside the card's folder, "sha256": 64 hex digits}``."""
+    ``fp32_members`` (names of members kept whole in fp32) and ``statistics`` ``{"file": a
+    path inside the card's folder, "sha256": 64 hex digits}``."""
     if not isinstance(record, dict):
         raise ValueError(f"int8 must be an object, not {type(record).__name__}")
     if not record:
@@ -237,6 +238,11 @@ def check_int8(record: Any) -> None:
             raise ValueError(
                 f"int8.auc_change[{name!r}] must be a number from -1 to 1, not {shown(delta)}"
             )
+    kept = record.get("fp32_members", [])
+    if not isinstance(kept, list):
+        raise ValueError("int8.fp32_members must be a list of member names")
+    for name in kept:
+        check_name(name, "an int8.fp32_members name", MAX_REFERENCE_CHARS)
     shipped = record.get("statistics")
     if shipped is not None:
         if not isinstance(shipped, dict):

@@ -153,9 +153,6 @@ class Meso4(MesoNet):
     """Four conv blocks (8@3x3, 8@5x5, 16@5x5, 16@5x5) and the Meso head: 27,977 parameters."""
 
     arch = "meso4"
-    # all four: in int8 meso4.f2f lost 0.017 AUC on ffpp-faces-dev, 0.010 with its first
-    # convolution in fp32 (tools/int8_recipes.py meso4.f2f; docs/speed.md)
-    int8_fp32_convs = 4
 
     def __init__(self) -> None:
         super().__init__(
