@@ -91,6 +91,16 @@ def test_resume_with_other_settings_is_refused_saying_which_differ(
     assert read_settings(out)["threshold"] == 0.01
 
 
+def test_a_scan_made_in_fp32_resumed_in_int8_is_refused_saying_how_to_match(pngs, tmp_path):
+    out = tmp_path / "default.jsonl"
+    scan(pngs, out, faces="none", backend="openvino")  # the default, exact
+    _cut(out, 2)
+    if not str(scan_settings(Detector(faces="none")).get("inference")).startswith("int8"):
+        pytest.skip("the default does not run in int8 here (no NNCF or no writable cache)")
+    with pytest.raises(MesonetError, match=r"inference: exact -> int8.*--backend openvino as"):
+        scan(pngs, out, faces="none")
+
+
 def test_a_recalibrated_or_retrained_model_of_the_same_name_is_refused(model, pngs, tmp_path):
     out = tmp_path / "o.jsonl"
     scan(pngs, out, model=model, **FAST)

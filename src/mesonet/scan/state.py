@@ -195,7 +195,11 @@ def check_resume(
         return
     changed = differences(before, settings)
     if changed:
+        hint = ""
+        now = str(settings.get("inference"))
+        if before.get("inference") == "exact" and now.startswith("int8"):
+            hint = " (--backend auto runs this model in int8 now; --backend openvino as before)"
         raise MesonetError(
             f"{output} was scanned with other settings ({'; '.join(changed)}): rerun with the "
-            "same ones, scan into another output, or pass --restart to start over"
+            f"same ones{hint}, scan into another output, or pass --restart to start over"
         )
