@@ -121,6 +121,7 @@ def test_uploaded_name_loses_its_folders(client, face_media, uploads):
 def test_models_healthz_docs_and_page(client):
     models = client.get("/api/v1/models").json()
     assert models["serving"]["name"] and "bundled" in models and "default" in models
+    assert models["serving"]["backend"] == client.app.state.service.pools.first.backend
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["max_upload_mb"] == 200
     spec = client.get("/openapi.json").json()

@@ -101,6 +101,7 @@ class Service:
             "name": getattr(detector, "model_name", "unknown"),
             "card": _card_dict(getattr(detector, "model", None)),
             "threshold": getattr(detector, "threshold", None),
+            "backend": getattr(detector, "backend", None),  # openvino-int8: not exact scores
             "frames": getattr(detector, "frames", None),
             "aggregate": getattr(detector, "aggregate", None),
             "track_share": getattr(detector, "track_share", None),
