@@ -411,6 +411,9 @@ def test_models_table_fits_80_columns_without_cutting_names():
     for name in bundled_models():
         assert any(name in line for line in lines), name
     assert "…" not in result.stdout
+    caption = " ".join(result.stdout.split())  # the caption names what auto runs in int8
+    assert "Run in int8 by --backend auto" in caption
+    assert "shown): ensemble.lite0-f2f." in caption
 
 
 def test_ensemble_search_flip_averages_a_crop_and_its_mirror() -> None:
