@@ -417,3 +417,25 @@ def test_predict_says_the_default_runs_in_int8():
     assert "model ensemble.lite0-f2f (int8), threshold" in result.stdout
     exact = CliRunner().invoke(app, ["predict", str(sample), "--backend", "openvino"])
     assert "model ensemble.lite0-f2f, threshold" in exact.stdout
+
+
+def test_quantising_in_two_threads_at_once_leaves_standard_output_as_it_was(sample_calibration):
+    import sys
+    import threading
+
+    model = load_model("mesoinception4.paper")
+    before = sys.stdout
+    errors = []
+
+    def work() -> None:
+        try:
+            quantize(model, sample_calibration, "samples", save=False)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and sys.stdout is before

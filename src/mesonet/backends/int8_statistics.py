@@ -21,11 +21,13 @@ import contextlib
 import io
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+_ONE_AT_A_TIME = threading.Lock()
 SEPARATOR = "\x1f"
 """Between a statistic's key (which contains ``/``) and its field in a tensor's name."""
 METADATA_KEY = "mesonet_int8"
@@ -48,8 +50,9 @@ def quantize_graph(
     if (dataset is None) == (statistics is None):
         raise ValueError("quantize_graph needs a dataset or statistics, not both")
     logging.getLogger("nncf").setLevel(logging.WARNING)
-    # NNCF draws progress bars on standard output, where records go (predict -f json)
-    with contextlib.redirect_stdout(io.StringIO()):
+    # NNCF draws progress bars on standard output, where records go (predict -f json); the
+    # redirection is process-wide, so one quantisation at a time (they are CPU-bound anyway)
+    with _ONE_AT_A_TIME, contextlib.redirect_stdout(io.StringIO()):
         return _quantize_graph(graph, ignored, dataset, statistics, subset_size)
 
 
