@@ -458,3 +458,17 @@ def test_quantising_in_two_threads_runs_one_at_a_time_and_restores_stdout(
     for thread in threads:
         thread.join()
     assert not errors and overlap[0] == 1 and sys.stdout is before
+
+
+def test_the_module_command_quantises_a_folder_and_says_where_or_why_not(capsys, tmp_path):
+    import json
+
+    from mesonet.backends.int8 import main
+
+    assert main(["mesoinception4.paper", str(SAMPLES), "-n", "4"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["n"] == 4 and shown["fp32_members"] == [] and Path(shown["cached"]).is_file()
+    assert main(["nosuch", str(SAMPLES)]) == 2
+    assert main(["mesoinception4.paper", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nosuch'" in err and "not a folder" in err

@@ -325,14 +325,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("model", help="bundled name, .safetensors or ensemble card")
     parser.add_argument("folder", help="validation images, e.g. ../shared/datasets/X/val")
     parser.add_argument("-n", type=int, default=CALIBRATION_SIZE, help="crops to use")
+    parser.add_argument(
+        "--fp32-member",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="an ensemble member kept whole in fp32 (repeatable; default: the card's record)",
+    )
     args = parser.parse_args(argv)
+    from mesonet.backends.int8_choice import fp32_members
+    from mesonet.errors import MesonetError
     from mesonet.models import load_model
 
-    model = load_model(args.model)
-    crops = calibration_crops(args.folder, args.n)
-    _, record = quantize(model, crops, Path(args.folder).name)
-    path = cached_path(model, record["sha256"])
-    print(json.dumps(dict(record, cached=str(path) if path else None), indent=2))
+    try:
+        model = load_model(args.model)
+        kept = sorted(set(args.fp32_member)) if args.fp32_member else fp32_members(model)
+        crops = calibration_crops(args.folder, args.n)
+        _, record = quantize(model, crops, Path(args.folder).name, fp32_members=kept)
+    except (MesonetError, OSError, ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    path = cached_path(model, record["sha256"], kept)
+    shown = dict(record, fp32_members=kept, cached=str(path) if path else None)
+    print(json.dumps(shown, indent=2))
     return 0
 
 
