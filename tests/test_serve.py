@@ -122,6 +122,7 @@ def test_models_healthz_docs_and_page(client):
     models = client.get("/api/v1/models").json()
     assert models["serving"]["name"] and "bundled" in models and "default" in models
     assert models["serving"]["backend"] == client.app.state.service.pools.first.backend
+    assert models["int8"] == ["ensemble.lite0-f2f"]  # the bundled models auto runs in int8
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["max_upload_mb"] == 200
     spec = client.get("/openapi.json").json()

@@ -218,6 +218,14 @@ def test_the_model_picker_changes_the_answer(browser, server, face_media):
     assert first[0] == served and second != first[1]
     assert f"{round(scores[other] * 100)}% fake probability" in second
     assert browser.find_element(By.ID, "model-about").text.startswith("ROC AUC")
+    # the models auto runs in int8 say so beside their (fp32) figures
+    for name, int8 in (("ensemble.lite0-f2f", True), ("meso4.dfdc", False)):
+        picker.select_by_value(name)
+        WebDriverWait(browser, 120).until(
+            lambda d, n=name: d.find_element(By.ID, "verdict").get_attribute("data-model") == n
+        )
+        about = browser.find_element(By.ID, "model-about").text
+        assert ("scored in int8 (AUC within 0.005 of these)" in about) is int8, about
 
 
 def test_not_media_shows_the_error(browser, server, tmp_path):

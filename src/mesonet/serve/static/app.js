@@ -79,11 +79,14 @@ function modelAbout(card) {
     .map(([key, name]) => `${name} ${card.metrics[key].auc.toFixed(2)}`);
   const calibrated = card.calibration && card.calibration.data
     ? `calibrated on ${card.calibration.data}` : "not calibrated";
-  return (aucs.length ? `ROC AUC: ${aucs.join(", ")}; ` : "") + calibrated;
+  const int8 = state.int8 && state.int8.has(card.name)
+    ? "; scored in int8 (AUC within 0.005 of these)" : "";
+  return (aucs.length ? `ROC AUC: ${aucs.join(", ")}; ` : "") + calibrated + int8;
 }
 
 function fillModelPicker(models, served) {
   const select = $("opt-model");
+  state.int8 = new Set(models.int8 || []);
   // video models (a card with a sequence) have their own picker
   const frameModels = (models.bundled || []).filter((c) => !c.sequence || !c.sequence.frames);
   const cards = new Map(frameModels.map((c) => [c.name, c]));
