@@ -85,3 +85,21 @@ def test_an_unwritable_cache_is_skipped(counted_conversions, monkeypatch, tmp_pa
     got = create_scorer(model, "openvino", output="logit")(x)
     with torch.no_grad():
         np.testing.assert_allclose(got, model.logits(x).numpy(), atol=1e-4)
+
+
+def test_the_graph_key_is_hashed_once_and_follows_every_change(monkeypatch):
+    from mesonet.backends import cache
+
+    model = create_model("meso4").eval()
+    hashed = []
+    digest = cache._digest
+    monkeypatch.setattr(cache, "_digest", lambda m, t: hashed.append(1) or digest(m, t))
+    first = graph_key(model)
+    assert graph_key(model) == first and len(hashed) == 1  # asked again: remembered
+    with torch.no_grad():
+        model.head[-1].bias.add_(0.5)  # in place: the tensor's version moves
+    second = graph_key(model)
+    assert second != first and len(hashed) == 2
+    model.head[-1] = torch.nn.Linear(16, 1)  # another module: other tensors, other tree
+    assert graph_key(model) not in (first, second) and len(hashed) == 3
+    assert graph_key(create_model("meso4")) != graph_key(model)  # another model object

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,31 @@ def compiled_cache_dir() -> Path | None:
     return _folder("openvino-compiled")
 
 
+_KEYS: weakref.WeakKeyDictionary[nn.Module, tuple[Any, str]] = weakref.WeakKeyDictionary()
+
+
 def graph_key(model: nn.Module) -> str:
     """A digest of what the traced graph depends on: every tensor's name, dtype, shape and
-    bytes, the module tree, this cache's format and the OpenVINO version."""
+    bytes, the module tree, this cache's format and the OpenVINO version.
+
+    Remembered per model while its module tree and tensors stay the same objects, unchanged
+    (a tensor's version counter moves with every in-place change), so a start-up that asks
+    several times hashes the weights once."""
     import openvino as ov
 
-    digest = hashlib.sha256(f"{FORMAT}|{ov.__version__}|{model!r}".encode())
+    tree = f"{FORMAT}|{ov.__version__}|{model!r}"
+    tensors = [*model.state_dict().items(), *model.named_buffers()]
+    signature = (tree, tuple((n, t.data_ptr(), t._version, t.dtype, t.shape) for n, t in tensors))
+    known = _KEYS.get(model)
+    if known is not None and known[0] == signature:
+        return known[1]
+    key = _digest(model, tree)
+    _KEYS[model] = (signature, key)
+    return key
+
+
+def _digest(model: nn.Module, tree: str) -> str:
+    digest = hashlib.sha256(tree.encode())
     state = model.state_dict()
     for name in sorted(state):
         tensor = state[name].detach().contiguous().cpu()
