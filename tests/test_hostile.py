@@ -606,7 +606,9 @@ def test_analysis_clock_stops_on_memory_growth():
         pytest.skip("no /proc/self/statm here")
     clock = AnalysisLimits(memory_mb=20).start()
     clock.check()
-    ballast = np.ones(64 * 2**20, np.uint8)  # 64 MB, touched
+    # 256 MB, touched: far over the limit, so that pages the kernel takes back from the
+    # process meanwhile (resident memory is not monotonic) cannot hide it, as 64 MB once did
+    ballast = np.ones(256 * 2**20, np.uint8)
     with pytest.raises(BudgetError, match="over the 20 MB limit"):
         clock.check()
     del ballast
