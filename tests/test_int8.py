@@ -472,3 +472,15 @@ def test_the_module_command_quantises_a_folder_and_says_where_or_why_not(capsys,
     assert main(["mesoinception4.paper", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'nosuch'" in err and "not a folder" in err
+
+
+def test_statistics_are_never_applied_to_other_weights(sample_calibration, tmp_path, monkeypatch):
+    path = _shipping_copy(tmp_path, sample_calibration)
+    stats = tmp_path / "int8" / "copy.safetensors"
+    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "fresh-cache"))
+    model = load_model(path)
+    with torch.no_grad():
+        model.head[-1].bias.add_(0.5)  # retrained or replaced under the same name
+    with pytest.raises(ValueError, match="made for other weights"):
+        quantize(model, statistics=stats)
+    assert auto_int8(model) is None  # auto: a warning, and fp32

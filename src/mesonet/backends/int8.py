@@ -176,6 +176,21 @@ def check_fp32_members(model: nn.Module, fp32_members: Sequence[str]) -> list[st
     return names
 
 
+def weights_binding(model: nn.Module) -> list[str]:
+    """What int8 statistics are made for: each network's tensor digest and, in an ensemble,
+    the factor its logit enters with (stored with the statistics, checked on a rebuild, so
+    a member replaced or recalibrated under the same name never meets stale statistics)."""
+    from mesonet.backends.fused import member_scale
+    from mesonet.models.card import tensors_sha256
+
+    if not _is_ensemble(model):
+        return [tensors_sha256(model.state_dict())]
+    return [
+        f"{tensors_sha256(m.state_dict())}|{member_scale(m, w)!r}"
+        for m, w in zip(model.members, model.weights, strict=True)
+    ]
+
+
 def entry_name(model: nn.Module, calibration_sha256: str, fp32_members: Sequence[str] = ()) -> str:
     """The cache entry of ``model``'s int8 graph: its graph digest, the calibration crops'
     digest, the recipe's format and (when any) the members kept in fp32."""
@@ -235,6 +250,8 @@ def quantize(
             raise ValueError(f"{statistics}: int8 statistics without their calibration record")
         if sorted(metadata.get("fp32_members") or []) != fp32_members:
             raise ValueError(f"{statistics}: made with other members kept in fp32")
+        if metadata.get("weights") != weights_binding(model):
+            raise ValueError(f"{statistics}: made for other weights or calibrations")
         quantised, stored = quantize_graph(graph, ignored, statistics=stored)
     else:
         if crops is None or crops.ndim != 4 or crops.dtype != np.uint8:
@@ -253,6 +270,7 @@ def quantize(
         name = entry_name(model, record["sha256"], fp32_members)
         info = dict(record, nncf=nncf.__version__, openvino=ov.__version__, format=FORMAT)
         info["fp32_members"] = fp32_members
+        info["weights"] = weights_binding(model)
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
             try:
