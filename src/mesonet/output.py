@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from mesonet.backends import EXACT_BACKENDS
 from mesonet.destinations import check_output_file, replacing
 from mesonet.errors import InputError
 from mesonet.inputs import Limits, discover, media_only_below, media_subfolders
@@ -243,7 +244,7 @@ def write_results(
     failed = 0
     model = getattr(detector, "model_name", None)
     engine = getattr(detector, "backend", "")
-    if model and engine in ("openvino-int8", "openvino-bf16"):  # not exact: say so
+    if model and engine and engine not in EXACT_BACKENDS:  # int8, bf16: say so
         model = f"{model} ({engine.removeprefix('openvino-')})"
     collected: list[MediaResult] = []
     with ExitStack() as stack:

@@ -241,6 +241,7 @@ def quantize(
     from mesonet.backends.int8_statistics import load_statistics, quantize_graph, save_statistics
 
     graph = fp32_graph(model)
+    binding = weights_binding(model)
     fp32_members = check_fp32_members(model, fp32_members)
     ignored = combine_op_names(graph) + fp32_ops(model, graph, fp32_members)
     if statistics is not None:
@@ -250,13 +251,15 @@ def quantize(
             raise ValueError(f"{statistics}: int8 statistics without their calibration record")
         if sorted(metadata.get("fp32_members") or []) != fp32_members:
             raise ValueError(f"{statistics}: made with other members kept in fp32")
-        if metadata.get("weights") != weights_binding(model):
+        if metadata.get("weights") != binding:
             raise ValueError(f"{statistics}: made for other weights or calibrations")
         quantised, stored = quantize_graph(graph, ignored, statistics=stored)
     else:
-        if crops is None or crops.ndim != 4 or crops.dtype != np.uint8:
-            raise ValueError("calibration crops must be uint8 N x 256 x 256 x 3")
-        if crops.shape[1:] != (256, 256, 3):
+        if not (
+            isinstance(crops, np.ndarray)
+            and crops.dtype == np.uint8
+            and crops.shape[1:] == (256, 256, 3)
+        ):
             raise ValueError("calibration crops must be uint8 N x 256 x 256 x 3")
         record = {"data": data or "unnamed", "n": int(len(crops)), "sha256": crops_sha256(crops)}
 
@@ -270,7 +273,7 @@ def quantize(
         name = entry_name(model, record["sha256"], fp32_members)
         info = dict(record, nncf=nncf.__version__, openvino=ov.__version__, format=FORMAT)
         info["fp32_members"] = fp32_members
-        info["weights"] = weights_binding(model)
+        info["weights"] = binding
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
             try:

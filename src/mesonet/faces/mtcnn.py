@@ -67,6 +67,8 @@ class _OpenVinoNet:
     def __init__(self, path: Path, threads: int, static_shapes: int = 0) -> None:
         import openvino as ov
 
+        from mesonet.backends.cache import compiled_cache_dir
+
         self._ov = ov
         self._core = ov.Core()
         self._path = str(path)
@@ -76,6 +78,9 @@ class _OpenVinoNet:
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
         }
+        folder = compiled_cache_dir()
+        if folder is not None:  # OpenVINO's cache of compiled blobs: a later run loads them
+            self._config["CACHE_DIR"] = str(folder)
         self._dynamic = self._compile(None)
         self._static_shapes = static_shapes
         self._static: OrderedDict[tuple[int, ...], tuple[Any, Any]] = OrderedDict()
@@ -83,16 +88,10 @@ class _OpenVinoNet:
         self._blob: np.ndarray | None = None
 
     def _compile(self, shape: tuple[int, ...] | None) -> tuple[Any, Any]:
-        from mesonet.backends.cache import compiled_cache_dir
-
         model = self._core.read_model(self._path)
         if shape is not None:
             model.reshape({0: self._ov.PartialShape(list(shape))})
-        config = dict(self._config)
-        folder = compiled_cache_dir()
-        if folder is not None:  # OpenVINO's cache of compiled blobs: a later run loads them
-            config["CACHE_DIR"] = str(folder)
-        compiled = self._core.compile_model(model, "CPU", config)
+        compiled = self._core.compile_model(model, "CPU", self._config)
         return compiled, compiled.create_infer_request()
 
     def _pick(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
