@@ -118,7 +118,7 @@ def inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents or path in folder.parents
 
 
-def speed_table(model, int8_calibration: np.ndarray, batch: int, repeats: int) -> None:
+def speed_table(model, batch: int, repeats: int) -> None:
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, size=(batch, 256, 256, 3), dtype=np.uint8)
     ensemble = hasattr(model, "members")
@@ -245,7 +245,7 @@ def main() -> None:
         f"{passes})"
     )
     if not args.no_speed:
-        speed_table(model, crops, args.batch, args.repeats)
+        speed_table(model, args.batch, args.repeats)
     if args.out:
         write_copy(model, entry, Path(args.out))
     print(watch.note())
