@@ -74,6 +74,20 @@ def evaluate_command(
     max_frame_mp: MaxFrameOption = 8.3,
     max_seconds: MaxSecondsOption = 300.0,
     max_memory_mb: MaxMemoryOption = 2048.0,
+    perturb: Annotated[
+        str | None,
+        typer.Option(
+            help="Robustness benchmark: evaluate again after each named degradation, applied "
+            "to every file before detection, and print AUC, its change and the false-alarm "
+            "rate (reals called likely forged) per degradation. Names or groups, comma-"
+            "separated: moderate, strong, images, videos, all; or e.g. down48,blur2,jpeg30 "
+            "(the list: docs/results.md#robustness).",
+            metavar="NAMES",
+        ),
+    ] = None,
+    perturb_seed: Annotated[
+        int, typer.Option(help="Seed of the degradations' random parts (noise).", metavar="N")
+    ] = 0,
 ) -> None:
     """Measure a model on labelled media: accuracy, precision, recall, F1, ROC AUC, AP, EER.
 
@@ -90,6 +104,16 @@ def evaluate_command(
 
     if output_format not in ("table", "json"):
         raise typer.BadParameter("choose table or json", param_hint="--format")
+    degradations = None
+    if perturb is not None:
+        from mesonet.degradations import resolve
+
+        try:
+            degradations = resolve(perturb)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--perturb") from None
+        if report is not None:
+            raise typer.BadParameter("--report measures one set: run it without --perturb")
     limits = input_limits(limit, ilimit, vlimit)
     detector = Detector(
         model,
@@ -106,6 +130,9 @@ def evaluate_command(
         video_rule=video_rule,
         limits=analysis_limits(max_frame_mp, max_seconds, max_memory_mb),
     )
+    if degradations is not None:
+        _robustness(detector, data, degradations, limits, perturb_seed, output_format)
+        return
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("evaluating", total=None)
         metrics = evaluate(
@@ -121,6 +148,63 @@ def evaluate_command(
         out.print(_metrics_table(metrics))
     if report is not None:
         err.print(f"report written to {report / 'index.html'}")
+
+
+def _robustness(detector, data, degradations, limits, seed, output_format) -> None:
+    import json
+
+    from rich.progress import Progress
+
+    from mesonet.evaluation.robustness import evaluate_degraded
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("none", total=None)
+
+        def step(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=stage, completed=done, total=total)
+
+        table = evaluate_degraded(
+            detector, data, degradations, limits=limits, seed=seed, on_progress=step
+        )
+    if output_format == "json":
+        out.print_json(json.dumps(table))
+    else:
+        out.print(robustness_table(table))
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def robustness_table(table: dict) -> Table:
+    """One row per degradation: n, AUC, its change, and the verdicts' rates."""
+    from mesonet.output import plain_table
+
+    title = (
+        f"{table['model']} ({table['backend']}) on {table['data']}: robustness, "
+        f"seed {table['seed']}"
+    )
+    grid = plain_table(title=title, title_justify="left")
+    for header in ("degradation", "n", "AUC", "change", "false alarms", "detected", "uncertain"):
+        grid.add_column(
+            header, no_wrap=True, justify="left" if header == "degradation" else "right"
+        )
+    for name, row in table["rows"].items():
+        change = row.get("auc_change")
+        grid.add_row(
+            name,
+            str(row["n"]),
+            _fmt(row["auc"]),
+            "-" if change is None else f"{change:+.4f}",
+            _rate(row["false_alarm_rate"]),
+            _rate(row["detection_rate"]),
+            _rate(row["uncertain_rate"]),
+        )
+    grid.caption = (
+        "false alarms: real files called likely forged; detected: forged files called likely "
+        "forged; change: AUC against the undegraded files of the same kind"
+    )
+    return grid
 
 
 def _fmt(value) -> str:

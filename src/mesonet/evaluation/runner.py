@@ -76,7 +76,25 @@ def _metrics_for(
     groups = [group_of(Path(r.path).name) for _, r in scored]
     metrics = compute_metrics(y, s, threshold, groups=groups)
     metrics["skipped"] = {"no_face": skipped.get("no_face", 0), "error": skipped.get("error", 0)}
+    metrics.update(verdict_rates(y, [r.verdict for _, r in scored]))
     return metrics
+
+
+def verdict_rates(labels, verdicts) -> dict[str, Any]:
+    """What a user is told, per class: ``false_alarm_rate`` is the share of real files called
+    ``likely forged``, ``detection_rate`` the share of forged ones; ``uncertain_rate`` the
+    share of all called ``uncertain``. None where a class is absent."""
+    labels = list(labels)
+    forged = [v == "likely forged" for v in verdicts]
+    reals = [f for f, y in zip(forged, labels, strict=True) if y == 0]
+    fakes = [f for f, y in zip(forged, labels, strict=True) if y == 1]
+    uncertain = [v == "uncertain" for v in verdicts]
+    return {
+        "false_alarm_rate": sum(reals) / len(reals) if reals else None,
+        "false_alarms": sum(reals),
+        "detection_rate": sum(fakes) / len(fakes) if fakes else None,
+        "uncertain_rate": sum(uncertain) / len(uncertain) if uncertain else None,
+    }
 
 
 def evaluate(
