@@ -177,3 +177,25 @@ def test_repos_and_stats_and_a_malformed_manifest(tmp_path, mirror):
     rows[1]["label"] = "forged"
     bad = run("stats", manifest(tmp_path / "bad.csv", rows))
     assert bad.returncode == 2 and b"label must be real or fake" in bad.stderr
+
+
+def test_a_snapshot_laid_out_as_repo_dot_git_is_found(tmp_path, mirror):
+    mirrors, commit, files = mirror
+    other = tmp_path / "other"
+    subprocess.run(
+        [
+            *GIT,
+            "clone",
+            "-q",
+            "--no-checkout",
+            str(mirrors / "acme+faces" / "repo"),
+            str(other / "acme+faces" / "repo"),
+        ],
+        check=True,
+    )
+    assert (other / "acme+faces" / "repo" / ".git" / "HEAD").is_file()
+    csv_path = manifest(tmp_path / "dev.csv", rows_for(commit, files))
+    done = run("build", csv_path, tmp_path / "out", "--mirrors", other)
+    assert done.returncode == 0, done.stderr
+    real = tmp_path / "out" / "real" / "acme__faces__samples__group.png"
+    assert real.read_bytes() == files["samples/group.png"]

@@ -90,14 +90,15 @@ def repositories(rows: list[dict[str, str]]) -> list[str]:
 
 def find_mirror(mirrors: Path, repo: str) -> Path | None:
     """The git directory of ``repo`` under ``mirrors``: ``owner+name/repo`` (the fetch
-    tool's layout) or ``owner+name`` itself; GitHub names are matched case-insensitively."""
+    tool's layout; ``owner+name/repo/.git`` for some snapshots) or ``owner+name`` itself;
+    GitHub names are matched case-insensitively."""
     wanted = repo.replace("/", "+").lower()
     if not mirrors.is_dir():
         return None
     for entry in sorted(mirrors.iterdir()):
         if entry.name.lower() != wanted:
             continue
-        for candidate in (entry / "repo", entry):
+        for candidate in (entry / "repo", entry / "repo" / ".git", entry):
             if (candidate / "HEAD").is_file() and (candidate / "objects").is_dir():
                 return candidate
     return None
