@@ -162,3 +162,34 @@ def test_evaluate_perturb_refuses_an_unknown_name(tmp_path, capsys, monkeypatch)
     )
     assert code == 2
     assert "unknown degradation 'jpeg3'" in err
+
+
+@pytest.mark.parametrize("codec", list(D.CODECS))
+def test_one_frame_codec_roundtrip_degrades_more_at_lower_quality(codec):
+    image = np.ascontiguousarray(np.repeat(np.repeat(texture(64), 4, 0), 4, 1))  # 256 px
+    fine, coarse = {"h264": (20, 45), "mpeg4": (2, 31), "vp9": (10, 63)}[codec]
+    good = D.codec_roundtrip(image, codec, fine, 0.5)
+    bad = D.codec_roundtrip(image, codec, coarse, 0.5)
+    assert good.shape == bad.shape == image.shape and bad.dtype == np.uint8
+    error = [np.abs(x.astype(int) - image).mean() for x in (good, bad)]
+    assert 0 < error[0] < error[1]
+
+
+def test_wild_training_augment_is_repeatable_and_applies_every_kind():
+    from mesonet.training.augment import WildQuality, build_augment
+
+    image = texture()
+    runs = []
+    for _ in range(2):
+        augment = build_augment("wild")
+        augment.set_random_seed(3)
+        runs.append([augment(image=image)["image"] for _ in range(5)])
+    assert all(np.array_equal(a, b) for a, b in zip(*runs, strict=True))
+    wild = WildQuality(p=1.0)
+    kinds = set()
+    for _ in range(200):
+        kinds.update(kind for kind, _ in wild.get_params()["steps"])
+    assert {"down", "blur", "noise", "jpeg", "webp", "h264", "mpeg4", "vp9"} <= kinds
+    out = wild.apply(image, steps=[("down", 40), ("mpeg4", 31), ("scale", 0.5)], noise_seed=0)
+    assert out.shape == image.shape
+    assert high_frequency_power(out, 20) < 0.01 * high_frequency_power(image, 20)

@@ -20,7 +20,7 @@ import numpy as np
 
 from mesonet.training.errors import TrainingError
 
-STRENGTHS = ("none", "flip", "light", "paper", "standard", "video", "strong")
+STRENGTHS = ("none", "flip", "light", "paper", "standard", "video", "strong", "wild")
 
 
 def _geometric(scale: float, rotate: float, p: float) -> A.BasicTransform:
@@ -82,6 +82,71 @@ def h264_roundtrip(image: np.ndarray, qp: int, scale: float = 1.0) -> np.ndarray
     return cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+class WildQuality(A.ImageOnlyTransform):
+    """Every degradation of the robustness benchmark (:mod:`mesonet.degradations`) at random
+    strengths, in the order a real image meets them: the face shrunk to ``side_range`` px and
+    restored (40%), blur of sigma up to 3 (25%), sensor noise up to sigma 10 (20%), gamma or
+    contrast (20%), then a compression (70%): JPEG, WebP, or one frame of H.264, MPEG-4 Part 2
+    or VP9 at a low bitrate on the face at 35-100% of its size. Applied to real and forged
+    faces alike, so that image quality never tells them apart.
+    """
+
+    def __init__(self, side_range: tuple[int, int] = (32, 128), p: float = 0.8):
+        super().__init__(p=p)
+        self.side_range = side_range
+
+    def get_params(self) -> dict[str, Any]:
+        r = self.py_random
+        steps: list[tuple[str, float]] = []
+        if r.random() < 0.4:
+            steps.append(("down", r.randint(*self.side_range)))
+        if r.random() < 0.25:
+            steps.append(("blur", r.uniform(0.5, 3.0)))
+        if r.random() < 0.2:
+            steps.append(("noise", r.uniform(2.0, 10.0)))
+        if r.random() < 0.2:
+            kind = r.choice(("gamma", "contrast"))
+            steps.append((kind, r.uniform(0.6, 1.6) if kind == "gamma" else r.uniform(0.5, 1.3)))
+        if r.random() < 0.7:
+            kind = r.choice(("jpeg", "webp", "h264", "mpeg4", "vp9"))
+            quality = {
+                "jpeg": r.randint(25, 90),
+                "webp": r.randint(20, 80),
+                "h264": r.randint(26, 45),
+                "mpeg4": r.randint(8, 31),
+                "vp9": r.randint(35, 63),
+            }[kind]
+            steps.append((kind, quality))
+            steps.append(("scale", r.uniform(0.35, 1.0)))
+        return {"steps": steps, "noise_seed": r.randint(0, 2**31 - 1)}
+
+    def apply(self, img: np.ndarray, steps: list, noise_seed: int, **params: Any) -> np.ndarray:
+        from mesonet import degradations as D
+
+        scale = dict(steps).get("scale", 1.0)
+        for kind, value in steps:
+            if kind == "down":
+                img = D.downscale(img, int(value))
+            elif kind == "blur":
+                img = D.blur(img, value)
+            elif kind == "noise":
+                img = D.noise(img, value, np.random.default_rng(noise_seed))
+            elif kind == "gamma":
+                img = D.gamma(img, value)
+            elif kind == "contrast":
+                img = D.contrast(img, value)
+            elif kind == "jpeg":
+                img = D.jpeg(img, int(value))
+            elif kind == "webp":
+                img = D.webp(img, int(value))
+            elif kind in D.CODECS:
+                img = D.codec_roundtrip(img, kind, int(value), scale)
+        return img
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("side_range",)
+
+
 def resample_step(low: float, high: float) -> A.BasicTransform:
     """Scale every crop down by a random factor in [low, high], then back up (always applied).
 
@@ -115,7 +180,9 @@ def build_augment(
     JPEG quality 30-95), ``video`` (``standard`` whose compression step, applied 70% of
     the time, is with equal odds that JPEG or H.264 at quantiser 23-45 on the face scaled to
     35-100%),
-    ``strong`` (``standard`` applied more often, plus noise).
+    ``strong`` (``standard`` applied more often, plus noise),
+    ``wild`` (flip, zoom, rotation, colour, then :class:`WildQuality`: every degradation of the
+    robustness benchmark at random strengths, 80% of the time).
     Call ``set_random_seed`` on the result for reproducible draws (see ``FaceDataset.reseed``).
     """
     first = [resample_step(*resample)] if resample else []
@@ -135,6 +202,14 @@ def build_augment(
             _geometric(0.1, 10, p=0.5),
             A.RandomBrightnessContrast(0.15, 0.0, p=0.3),
             A.HueSaturationValue(8, 0, 0, p=0.3),
+        ]
+    elif strength == "wild":
+        transforms = [
+            A.HorizontalFlip(p=0.5),
+            _geometric(0.2, 15, p=0.6),
+            A.RandomBrightnessContrast(0.2, 0.2, p=0.4),
+            A.HueSaturationValue(10, 15, 10, p=0.3),
+            WildQuality(),
         ]
     elif strength in ("standard", "video", "strong"):
         strong = strength == "strong"
