@@ -77,9 +77,15 @@ def _images(folder: Path) -> list[Path]:
     )
 
 
-def _labelled(folder: Path, what: str) -> list[Sample]:
-    """Samples of a folder holding ``real/`` and ``fake/`` (or ``df/``); errors name the gap."""
+def _labelled(folder: Path, what: str, real_only: bool = False) -> list[Sample]:
+    """Samples of a folder holding ``real/`` and ``fake/`` (or ``df/``); errors name the gap.
+    ``real_only``: a folder with ``real/`` alone is accepted too."""
     real_dirs, fake_dirs = _child(folder, REAL_DIRS), _child(folder, FAKE_DIRS)
+    if real_only and real_dirs and not fake_dirs:
+        real = [Sample(p, 0) for d in real_dirs for p in _images(d)]
+        if not real:
+            raise DatasetError(f"{what} {folder} has no real images")
+        return real
     missing = [n for n, d in (("real/", real_dirs), ("fake/ (or df/)", fake_dirs)) if not d]
     if missing:
         raise DatasetError(f"{what} {folder} has no {' or '.join(missing)} folder")
@@ -159,6 +165,8 @@ def find_dataset(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> 
     """Labelled training and validation samples of an (already extracted) data folder.
 
     A single real/fake folder is split by ``val_fraction``; 0 puts all of it in training.
+    With ``val_fraction`` 0 a folder of real faces alone (``real/``, no ``fake/``) is taken
+    too: its faces train as real and, with ``synthetic = "sbi"``, become self-blended fakes.
     """
     folder = _locate(Path(root))
     if _is_split(folder):
@@ -166,7 +174,7 @@ def find_dataset(root: str | Path, val_fraction: float = 0.1, seed: int = 0) -> 
         train = _labelled(_child(folder, TRAIN_DIRS)[0], "training folder")
         val = _labelled(val_dir, "validation folder")
         return DataSplit(train, val, "train/val folders", folder)
-    samples = _labelled(folder, "data folder")
+    samples = _labelled(folder, "data folder", real_only=val_fraction == 0)
     if val_fraction == 0:
         return DataSplit(samples, [], "single folder, all for training", folder)
     train, val = split_by_group(samples, val_fraction, seed)
