@@ -230,6 +230,11 @@ def write_results(
         from mesonet.annotate import check_annotated_outputs
 
         check_annotated_outputs(annotate_dir, [item.path for item in items])
+    explain_dir = getattr(detector, "explain", None)
+    if isinstance(explain_dir, Path):
+        from mesonet.pipeline.explain import check_map_outputs
+
+        check_map_outputs(explain_dir, [item.path for item in items])
     if not items:
         below = [] if recursive else [p for p in map(Path, paths) if media_only_below(p)]
         if below:

@@ -79,12 +79,16 @@ class FaceResult:
     frame: int | None = None  # video only
     time_s: float | None = None  # video only
     track: int | None = None  # video only
+    # with an evidence map (mesonet.pipeline.explain): map, peak_region, peak, peak_logit_drop
+    explain: dict[str, Any] | None = None
 
     def to_dict(self, video: bool) -> dict[str, Any]:
         data = asdict(self)
         if not video:
             for key in ("frame", "time_s", "track"):
                 data.pop(key)
+        if data["explain"] is None:
+            data.pop("explain")
         return data
 
 

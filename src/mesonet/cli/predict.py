@@ -91,6 +91,15 @@ def predict_command(
             metavar="DIR",
         ),
     ] = None,
+    explain: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write each face's evidence map here: its crop with the regions that pushed "
+            "the score towards forged overlaid (PNG; for videos the deciding track's most "
+            "suspicious frames). The record gives each map's path and peak region.",
+            metavar="DIR",
+        ),
+    ] = None,
     trust_unverified: TrustOption = False,
     video_model: VideoModelOption = None,
     video_rule: VideoRuleOption = "mean",
@@ -124,6 +133,8 @@ def predict_command(
         check_output_file(output, "results file", inputs=paths)
     if annotate is not None:
         check_output_dir(annotate, "annotation folder", create=False)
+    if explain is not None:
+        check_output_dir(explain, "evidence map folder", inputs=paths, create=False)
     detector = Detector(
         model,
         threshold=threshold,
@@ -134,6 +145,7 @@ def predict_command(
         track_share=track_share,
         track_size=track_size,
         annotate_dir=annotate,
+        explain=explain,
         backend=backend,
         trust_unverified=trust_unverified,
         video_model=video_model,

@@ -14,7 +14,15 @@ import numpy as np
 
 from mesonet.faces.detector import Face
 
-__all__ = ["DEFAULT_MARGIN", "align_face", "crop_whole", "eye_angle"]
+__all__ = [
+    "DEFAULT_MARGIN",
+    "align_face",
+    "crop_matrix",
+    "crop_whole",
+    "eye_angle",
+    "from_crop",
+    "to_crop",
+]
 
 DEFAULT_MARGIN = 1.3
 """Crop side as a multiple of the box's longer side (authors / DeepfakeBench ~1.3)."""
@@ -33,6 +41,52 @@ def eye_angle(face: Face) -> float:
         return 0.0
     (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
     return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def crop_matrix(
+    face: Face, size: int = 256, margin: float = DEFAULT_MARGIN
+) -> tuple[np.ndarray, int]:
+    """The 2 x 3 affine warp :func:`align_face` applies to the source image, and the side it
+    renders at (``size``, or an integer multiple later area-averaged down to ``size``).
+
+    A source point ``(x, y)`` lands at ``matrix @ (x, y, 1) * size / render`` in the crop
+    (:func:`to_crop`)."""
+    x, y, w, h = face.box
+    side = margin * max(w, h)
+    if side <= 0:
+        raise ValueError(f"face box has no area: {face.box}")
+    cx, cy = face.center
+    if len(face.landmarks) >= 2:
+        (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
+        pivot = ((lx + rx) / 2.0, (ly + ry) / 2.0)
+    else:
+        pivot = (cx, cy)
+    shrink = side / size  # source pixels per output pixel
+    render = size * math.ceil(shrink) if shrink > 1.5 else size
+    matrix = cv2.getRotationMatrix2D(pivot, eye_angle(face), render / side)
+    # Where the box centre lands after rotation+scale; move it to the crop centre.
+    mapped = matrix @ np.array([cx, cy, 1.0])
+    matrix[:, 2] += render / 2.0 - mapped
+    return matrix, render
+
+
+def to_crop(
+    face: Face, points: np.ndarray, size: int = 256, margin: float = DEFAULT_MARGIN
+) -> np.ndarray:
+    """Source-pixel ``points`` (N x 2) in the pixels of ``face``'s :func:`align_face` crop."""
+    matrix, render = crop_matrix(face, size, margin)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return (pts @ matrix[:, :2].T + matrix[:, 2]) * (size / render)
+
+
+def from_crop(
+    face: Face, points: np.ndarray, size: int = 256, margin: float = DEFAULT_MARGIN
+) -> np.ndarray:
+    """Crop-pixel ``points`` (N x 2) of ``face``'s :func:`align_face` crop in source pixels."""
+    matrix, render = crop_matrix(face, size, margin)
+    inverse = cv2.invertAffineTransform(matrix)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) * (render / size)
+    return pts @ inverse[:, :2].T + inverse[:, 2]
 
 
 def align_face(
@@ -55,23 +109,7 @@ def align_face(
         raise ValueError(f"size and margin must be positive, got {size} and {margin}")
     if border not in _BORDERS:
         raise ValueError(f"border must be one of {sorted(_BORDERS)}, got {border!r}")
-    x, y, w, h = face.box
-    side = margin * max(w, h)
-    if side <= 0:
-        raise ValueError(f"face box has no area: {face.box}")
-    cx, cy = face.center
-    if len(face.landmarks) >= 2:
-        (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
-        pivot = ((lx + rx) / 2.0, (ly + ry) / 2.0)
-    else:
-        pivot = (cx, cy)
-
-    shrink = side / size  # source pixels per output pixel
-    render = size * math.ceil(shrink) if shrink > 1.5 else size
-    matrix = cv2.getRotationMatrix2D(pivot, eye_angle(face), render / side)
-    # Where the box centre lands after rotation+scale; move it to the crop centre.
-    mapped = matrix @ np.array([cx, cy, 1.0])
-    matrix[:, 2] += render / 2.0 - mapped
+    matrix, render = crop_matrix(face, size, margin)
     crop = cv2.warpAffine(
         image,
         matrix,

@@ -62,6 +62,7 @@ class Analysis:
     annotate_dir: Path | None = None
     names: dict[str, str] = field(default_factory=dict)
     temporal: Any = None
+    explainer: Any = None
 
     @classmethod
     def of(cls, detector: Detector) -> Analysis:
@@ -103,6 +104,7 @@ class Analysis:
             annotate_dir=d.annotate_dir,
             names=d._annotated,
             temporal=d.temporal,
+            explainer=explainer_of(d),
         )
 
     def load(self, path: Path) -> Loaded:
@@ -112,7 +114,7 @@ class Analysis:
     def image(self, path: Path, image: np.ndarray) -> MediaResult:
         """The record of one decoded image."""
         (frame,) = score_all(self.finder.find([image]), self.scorer)
-        return self._annotate(self.records.image(path, frame), image)
+        return self._annotate(self.records.image(path, frame), image, [frame])
 
     def images(
         self, batch: ImageBatch, retry: Callable[[Path, str], MediaResult]
@@ -131,7 +133,7 @@ class Analysis:
                 found = self.finder.find([image for _, image, _ in readable])
             frames = score_all(found, self.scorer)
             done = {
-                p: self._annotate(self.records.image(p, frame), image)
+                p: self._annotate(self.records.image(p, frame), image, [frame])
                 for (p, image, _), frame in zip(readable, frames, strict=True)
             }
         except Exception:  # noqa: BLE001 - one odd image must not sink the batch: go one by one
@@ -157,10 +159,13 @@ class Analysis:
             analysed = score_stream(found, self.scorer, self.batch_size)
         finally:
             frames.close()
-        return self._annotate(self.records.video(path, info, indices, analysed), path)
+        return self._annotate(self.records.video(path, info, indices, analysed), path, analysed)
 
-    def _annotate(self, result: MediaResult, source: Any) -> MediaResult:
-        """Write the annotated copy of ``source`` (an image's pixels, a video's path) if asked."""
+    def _annotate(self, result: MediaResult, source: Any, frames: Any = ()) -> MediaResult:
+        """Explain the faces of ``frames`` (the analysed ones) and write the annotated copy of
+        ``source`` (an image's pixels, a video's path), each if asked."""
+        if self.explainer is not None and frames:
+            self.explainer.attach(result, frames, source, self.finder)
         if self.annotate_dir is not None:
             from mesonet import annotate
 
@@ -180,3 +185,20 @@ class Analysis:
                     video_threshold=video_threshold,
                 )
         return result
+
+
+def explainer_of(detector: Detector) -> Any:
+    """The detector's :class:`~mesonet.pipeline.explain.Explainer` (None unless its
+    ``explain`` is a folder, or True for maps kept in the record)."""
+    explain = getattr(detector, "explain", None)
+    if explain is None or explain is False:
+        return None
+    from mesonet.pipeline.explain import Explainer
+
+    return Explainer(
+        detector.scorer.logits,
+        None if explain is True else Path(explain),
+        detector._annotated,
+        detector.margin,
+        detector.faces != "none",
+    )

@@ -73,6 +73,8 @@ class Detector(FaceDetectors, VideoEvidence):
             300 s, 2 GB); over them, the file gets an error record.
         video_model, video_rule, video_windows: temporal evidence on videos, see
             :class:`~mesonet.pipeline.temporal.VideoEvidence` (default: none).
+        explain: evidence maps of the faces (:mod:`mesonet.pipeline.explain`): a folder to
+            write them to as PNGs, or True to keep them in the record as data URLs.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class Detector(FaceDetectors, VideoEvidence):
         video_model: str | os.PathLike[str] | torch.nn.Module | None = None,
         video_rule: str = "mean",
         video_windows: int = VIDEO_WINDOWS,
+        explain: bool | str | os.PathLike[str] | None = None,
     ) -> None:
         check_settings(faces, aggregate, frames, fps, redetect_s, track_share, track_size)
         self.track_share, self.track_size = float(track_share), float(track_size)
@@ -117,6 +120,7 @@ class Detector(FaceDetectors, VideoEvidence):
         self.faces, self.frames, self.fps, self.aggregate = faces, frames, fps, aggregate
         self.margin, self.batch_size, self.redetect_s = margin, batch_size, float(redetect_s)
         self.annotate_dir = Path(annotate_dir) if annotate_dir is not None else None
+        self.explain = explain if isinstance(explain, bool | None) else Path(explain)
         self.limits = limits if limits is not None else AnalysisLimits()
         self._annotated: dict[str, str] = {}  # annotated output names given -> their inputs
         self._detector_options = {"min_face_size": min_face_size, "confidence": face_confidence}

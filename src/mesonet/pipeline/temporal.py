@@ -176,7 +176,7 @@ class TemporalStage:
         result = analysis.records.video(path, info, indices, analysed)
         flat = [crop for frame_crops in crops for crop in frame_crops]
         self.apply(result, flat, analysis.records)
-        return analysis._annotate(result, path)
+        return analysis._annotate(result, path, analysed)
 
     def apply(self, result: MediaResult, crops: Sequence[np.ndarray], records: Any) -> None:
         """Add temporal evidence to a video record whose faces have ``crops`` (in order),

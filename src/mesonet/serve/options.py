@@ -28,6 +28,7 @@ class Options:
     model: str | None = None  # a bundled model name, or bundled names joined by "+"
     video_model: str | None = None  # a bundled video model (mesonet.pipeline.temporal)
     video_rule: str | None = None  # frames, temporal or mean
+    explain: bool | None = None  # evidence maps as data URLs (mesonet.pipeline.explain)
 
 
 def parse_options(fields: dict[str, str]) -> Options:
@@ -65,6 +66,11 @@ def parse_options(fields: dict[str, str]) -> Options:
                 422, f"video_rule must be one of {', '.join(VIDEO_RULES)}, not {value[:40]!r}"
             )
         options.video_rule = value
+    value = fields.get("explain", "").strip().lower()
+    if value:
+        if value not in ("true", "false", "1", "0"):
+            raise ServiceError(422, f"explain must be true or false, not {value[:40]!r}")
+        options.explain = True if value in ("true", "1") else None
     return options
 
 

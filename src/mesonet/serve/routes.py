@@ -103,6 +103,13 @@ _DETECT_BODY: dict[str, Any] = {
                         "description": "With video_model, how a track's frame and temporal "
                         "evidence combine (default mean).",
                     },
+                    "explain": {
+                        "type": "boolean",
+                        "description": "true: each explained face (an image's most "
+                        "suspicious 8, a video's deciding track's 3 most suspicious) gets "
+                        "explain: its evidence map over its crop as a PNG data URL (at most "
+                        "64 KB), peak_region, peak and peak_logit_drop (default false).",
+                    },
                 },
             }
         }
