@@ -364,7 +364,7 @@ def test_train_video_trains_a_head_on_cached_clips_and_resumes(tmp_path, monkeyp
     """A folder of 8 clips whose faces are already cached (no detector runs): the head
     trains, validates on clips held out by identity, and writes a loadable card."""
     from mesonet.training.video_train import VideoTrainConfig, train_video
-    from mesonet.training.videos import CACHE_VERSION, _digest
+    from mesonet.training.videos import entry_path, store_crops
     from tests.conftest import make_video
 
     monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "cache"))
@@ -376,13 +376,9 @@ def test_train_video_trains_a_head_on_cached_clips_and_resumes(tmp_path, monkeyp
         (data / label).mkdir(parents=True, exist_ok=True)
         video = make_video(data / label / f"c{i}.mp4", 2, size=(32, 32))
         rows.append(f"clips/{label}/c{i}.mp4,{label},x,{100 + i // 2},32")
-        out = tmp_path / "cache" / "video-faces" / f"v{CACHE_VERSION}-f32"
-        out = out / f"c{i}.{_digest(video)[:16]}"
-        out.mkdir(parents=True)
         face = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)  # small: quick to code
-        for k in range(28):  # 28 frames: 5 windows of 24
-            cv2.imwrite(str(out / f"{k:05d}.png"), np.roll(face, k * (1 + i % 2), axis=1))
-        (out / "done.json").write_text("{}")
+        crops = [(k, np.roll(face, k * (1 + i % 2), axis=1)) for k in range(28)]  # 5 windows
+        store_crops(entry_path(video, 32, tmp_path / "cache" / "video-faces"), crops, 32)
     (data / "manifest.csv").write_text("\n".join(rows) + "\n")
     frame_model = tmp_path / "frame.safetensors"
     torch.manual_seed(0)

@@ -122,6 +122,16 @@ def _check_parent(path: Path, what: str) -> None:
     _probe(parent, f"cannot write the {what} {path}")
 
 
+def _check_ancestor(path: Path, what: str) -> None:
+    """The nearest existing folder above ``path`` takes new folders; else ``OutputError``."""
+    for ancestor in Path(os.path.abspath(path)).parents:
+        if ancestor.exists() or ancestor.is_symlink():
+            if not ancestor.is_dir():
+                raise OutputError(f"cannot write the {what} {path}: {ancestor} is not a folder")
+            _probe(ancestor, f"cannot write the {what} {path}")
+            return
+
+
 def _first_file(folder: Path) -> Path:
     """The first part of ``folder`` that is a file (why a path below it cannot exist)."""
     for part in reversed([folder, *folder.parents]):
@@ -195,11 +205,14 @@ def check_output_dir(
     *,
     inputs: Iterable[PathLike] = (),
     create: bool = True,
+    parents: bool = False,
 ) -> Path:
     """Refuse (``OutputError``, exit 2) an output folder that cannot take files, before any
     work: a file, a link, one of ``inputs``, a missing parent, a read-only place. A missing
     folder is created when ``create`` (not its parents), else left for the first write
-    (its parent is then checked instead). Returns it."""
+    (its parent is then checked instead). With ``parents``, missing parents are allowed (a
+    training folder's, created as the run starts): the nearest existing one is checked and,
+    with ``create``, the missing ones are made. Returns it."""
     if not os.fspath(path):
         raise OutputError(f"the {what} has an empty name: give a folder")
     path = Path(path)
@@ -226,11 +239,14 @@ def check_output_dir(
             f"the {what} {path} is one of this run's inputs ({clash}): give another folder"
         )
     if st is None:
-        _check_parent(path, what)
+        if parents and not path.parent.exists():
+            _check_ancestor(path, what)
+        else:
+            _check_parent(path, what)
         if not create:
             return path
         try:
-            path.mkdir()
+            path.mkdir(parents=parents)
         except FileExistsError:
             pass
         except OSError as exc:

@@ -45,7 +45,7 @@ def train_video_command(
         str | None,
         typer.Option(
             help="temporal_conv: the frozen frame model (bundled name or .safetensors, "
-            "copied into the run folder first).",
+            "copied into the run folder at each start; --resume needs the same one).",
             metavar="NAME|FILE",
         ),
     ] = None,
@@ -73,6 +73,10 @@ def train_video_command(
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="Torch threads.", metavar="N")] = 1,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from DIR/last.pt.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace the run DIR holds (refused without it or --resume)."),
+    ] = False,
 ) -> None:
     """Train a video model on clips: 24-frame windows of each clip's face track, split by
     clip and identity, with temporal self-blended fakes made from the real clips."""
@@ -100,7 +104,7 @@ def train_video_command(
     )
     command = "mesonet train-video " + shlex.join(sys.argv[2:])
     try:
-        best = train_video(config, command, log=_log, resume=resume)
+        best = train_video(config, command, log=_log, resume=resume, force=force)
     except TrainingError as exc:
         raise typer.BadParameter(str(exc)) from None
     out.print(f"best weights: {best}")

@@ -68,9 +68,9 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, handle)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A ``last.pt`` written by :func:`~mesonet.training.loop.train`, read without unpickling
-    arbitrary objects."""
+def read_checkpoint(path: str | Path) -> Any:
+    """What ``torch.load`` reads from ``path`` without unpickling arbitrary objects; a missing,
+    empty, damaged or foreign file is a one-line :class:`TrainingError`."""
     path = Path(path)
     if not path.is_file():
         if path.exists():
@@ -79,9 +79,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise TrainingError(f"{path} is empty (0 bytes): not a mesonet checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
         raise TrainingError(f"{path}: {_load_error(exc)}") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ``last.pt`` written by :func:`~mesonet.training.loop.train`, read without unpickling
+    arbitrary objects."""
+    ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not a mesonet training checkpoint")
     missing = [key for key in _PAYLOAD_KEYS if key not in ckpt]

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from mesonet.training.dataset import Sample
+from mesonet.training.errors import DatasetError
 from mesonet.training.videos import cached_faces, split_clips
 
 
@@ -38,7 +39,13 @@ class Clip:
     def load(self, start: int = 0, length: int | None = None) -> list[np.ndarray]:
         """The RGB uint8 crops ``start`` to ``start + length`` (all by default)."""
         end = len(self.paths) if length is None else start + length
-        return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in self.paths[start:end]]
+        crops = []
+        for path in self.paths[start:end]:
+            image = cv2.imread(str(path))
+            if image is None:  # changed since its digest was checked: the next run remakes it
+                raise DatasetError(f"{path}: a cached face crop that cannot be read")
+            crops.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        return crops
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ INT_RANGE = (-(2**63), 2**63 - 1)
 """TOML's integers are 64-bit; Python's reader would take any size."""
 MAX_WORKERS = 256
 MAX_THREADS = 1024
+MAX_LR = 1.0  # Adam steps are about lr in size: far above 1 the weights overflow float32
 
 
 @dataclass
@@ -140,6 +141,11 @@ class TrainConfig:
         for key, most in (("workers", MAX_WORKERS), ("threads", MAX_THREADS)):
             if getattr(self, key) > most:
                 raise TrainingError(f"{key} must be at most {most}, not {getattr(self, key)!r}")
+        if self.lr > MAX_LR or self.lr * self.body_lr_scale > MAX_LR:
+            raise TrainingError(
+                f"lr must be at most {MAX_LR:g}, and so must lr x body_lr_scale, not "
+                f"{self.lr!r} x {self.body_lr_scale!r} (Adam's steps are about lr in size)"
+            )
         if not 0.0 < self.lr_factor < 1.0:
             raise TrainingError(f"lr_factor must be between 0 and 1, not {self.lr_factor!r}")
         if not 0.0 < self.val_fraction < 1.0:

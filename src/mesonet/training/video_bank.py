@@ -12,11 +12,16 @@ each clip is prepared once per *variant* and the windows are cut from it:
 For a temporal head the frozen frame model runs once per frame of each variant and the bank
 keeps its embeddings and logits (a few hundred KB per clip); for ``meso4video`` it keeps the
 crops at the model's input size. Every draw is seeded by (seed, clip, variant), so a bank is
-the same whatever the order of the clips, and it is saved in the run folder for resumes.
+the same whatever the order of the clips, and it is saved in the run folder for resumes,
+with ``<bank>.json`` beside it: the digest of what it was made from (the model's input and
+frame model, the clips, the draws) and the sha256 of its bytes, both checked when it is read
+(a bank made from other inputs, or damaged, is made again).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,12 +31,13 @@ import cv2
 import numpy as np
 import torch
 
+from mesonet.destinations import replacing, write_output
 from mesonet.models.video_models import TemporalConv, VideoNet
 from mesonet.pipeline.score import to_batch
 from mesonet.training.clips import Clip, augment_window
 from mesonet.training.temporal_sbi import temporal_self_blend
 
-BANK_FORMAT = 1
+BANK_FORMAT = 2
 EMBED_BATCH = 32
 
 
@@ -135,6 +141,48 @@ def bank_key(model: VideoNet, clips: Sequence[Clip], augmented: int, blended: in
     }
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest_path(path: Path) -> Path:
+    """Where the bank ``path``'s digests are kept: ``<name>.json`` beside it."""
+    return path.with_name(path.stem + ".json")
+
+
+def _saved_bank(path: Path, key: dict, warn: Callable[[str], None]) -> list[Entry] | None:
+    """The entries of the bank at ``path`` when it was made from ``key`` and is intact (its
+    bytes match the sha256 stored beside it); None (a warning when damaged) otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(digest_path(path).read_text(encoding="utf-8"))
+        made_from, sha = stored["key"], stored["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        warn(f"warning: {path} has no digest beside it: made again")
+        return None
+    if made_from != key_digest(key):
+        return None  # made for other clips, settings or another frame model
+    try:
+        if _sha256(path) != sha:
+            warn(f"warning: {path} does not match its digest (damaged): made again")
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return [Entry(**{**e, "indices": tuple(e["indices"])}) for e in saved["entries"]]
+    except Exception as exc:  # a file that matches its digest yet does not load: remade too
+        warn(f"warning: {path} cannot be read ({type(exc).__name__}): made again")
+        return None
+
+
+def key_digest(key: dict) -> str:
+    """The sha256 of everything a bank is made from (:func:`bank_key`)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
 def cached_bank(
     path: Path,
     clips: Sequence[Clip],
@@ -143,15 +191,18 @@ def cached_bank(
     blended: int,
     seed: int,
     progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] = print,
 ) -> list[Entry]:
-    """:func:`build_bank`, saved to ``path`` and read back while its key still matches."""
+    """:func:`build_bank`, saved to ``path`` and read back while it was made from the same
+    inputs (the digest of :func:`bank_key`) and its bytes match their sha256; both digests
+    are kept beside it (:func:`digest_path`), so a damaged bank is made again."""
     key = bank_key(model, clips, augmented, blended, seed)
-    if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("key") == key:
-            return [Entry(**{**e, "indices": tuple(e["indices"])}) for e in saved["entries"]]
+    entries = _saved_bank(path, key, warn)
+    if entries is not None:
+        return entries
     entries = build_bank(clips, model, augmented, blended, seed, progress)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"key": key, "entries": [e.to_dict() for e in entries]}, tmp)
-    tmp.replace(path)
+    with replacing(path, "clip bank", durable=False) as handle:
+        torch.save({"key": key, "entries": [e.to_dict() for e in entries]}, handle)
+    stored = {"format": BANK_FORMAT, "key": key_digest(key), "sha256": _sha256(path)}
+    write_output(digest_path(path), json.dumps(stored), "clip bank digest", durable=False)
     return entries

@@ -5,7 +5,10 @@ labelled face crops the way prediction sees them: up to ``frames`` frames sample
 from each clip, MTCNN on every frame, faces linked into tracks by the video rules
 (:mod:`mesonet.video`), and the longest track's face cut by :func:`align_face` at 256 px.
 The crops are written once as PNG under a cache folder keyed by the clip's sha256 and these
-settings, so later runs (and resumes) read them back without decoding or detecting.
+settings, so later runs (and resumes) read them back without decoding or detecting. Each
+entry's ``done.json`` lists its crops' sha256, checked whenever the entry is read: a missing,
+changed or unfinished entry is made again (with a warning), and two runs that need the same
+clip at once make it once (a lock file per entry).
 
 Frames of one clip are not independent: the split keeps every clip whole, and where the
 folder has a ``manifest.csv`` with an ``identities`` column (FaceForensics++: a fake
@@ -14,16 +17,25 @@ folder has a ``manifest.csv`` with an ``identities`` column (FaceForensics++: a 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import os
 import random
-from collections.abc import Callable, Sequence
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
+import numpy as np
 
+from mesonet.errors import MesonetError
 from mesonet.media import VIDEO_EXTENSIONS, iter_video_frames, probe_video, sample_frame_indices
 from mesonet.training.dataset import (
     FAKE_DIRS,
@@ -36,8 +48,11 @@ from mesonet.training.errors import DatasetError
 
 FRAMES = 32
 """Frames sampled per clip (ffpp-c23-train's clips hold 32)."""
-CACHE_VERSION = 1
-"""Bumped when the crops would come out differently (detector, alignment, size)."""
+CACHE_VERSION = 2
+"""Bumped when the crops would come out differently (detector, alignment, size) or the
+entry's layout changes (2: ``done.json`` lists each crop's sha256)."""
+DONE = "done.json"
+_CROP_NAME = re.compile(r"[0-9]{5,}\.png")
 
 
 def cache_root() -> Path:
@@ -146,14 +161,81 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def entry_crops(out: Path) -> list[Path] | None:
+    """The crops of the cache entry ``out``, each checked against the sha256 its
+    ``done.json`` records; None when the entry is missing, unfinished or damaged (a file
+    missing, changed or unlisted as a crop)."""
+    try:
+        done = json.loads((out / DONE).read_text(encoding="utf-8"))
+        files = done["files"]
+        if done.get("format") != CACHE_VERSION or not isinstance(files, dict):
+            return None
+        crops = []
+        for name, digest in sorted(files.items()):
+            if not _CROP_NAME.fullmatch(name) or _digest(out / name) != digest:
+                return None
+            crops.append(out / name)
+        return crops
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def store_crops(out: Path, crops: Sequence[tuple[int, np.ndarray]], frames: int) -> list[Path]:
+    """Write the RGB crops of ``(frame index, crop)`` as the cache entry ``out``: PNG files
+    and a ``done.json`` listing each one's sha256, made in a new temporary folder beside it
+    and renamed into place (a damaged entry there is moved aside and removed first)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        files = {}
+        for index, crop in crops:
+            ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise DatasetError(f"could not encode a face crop of {out.name}")
+            name = f"{index:05d}.png"
+            (tmp / name).write_bytes(png.tobytes())
+            files[name] = hashlib.sha256(png.tobytes()).hexdigest()
+        done = {"format": CACHE_VERSION, "frames": frames, "faces": len(files), "files": files}
+        (tmp / DONE).write_text(json.dumps(done), encoding="utf-8")
+        if out.exists() or out.is_symlink():
+            old = out.with_name(f".{out.name}.{secrets.token_hex(4)}.old")
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(out, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; else the leftovers
+    return [out / name for name in sorted(files)]
+
+
+@contextlib.contextmanager
+def _entry_lock(out: Path) -> Iterator[None]:
+    """Hold ``<entry>.lock`` (an advisory lock across processes): two runs that need the
+    same clip on an empty cache make it once, the second waiting for the first."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def clip_faces(video: Path, out: Path, frames: int, detector) -> list[Path]:
-    """Detect, track and align the faces of ``video``'s sampled frames into ``out``; the
-    longest track's crop per frame, as ``<frame index>.png``. Returns the files."""
+    """Detect, track and align the faces of ``video``'s sampled frames into the cache entry
+    ``out``; the longest track's crop per frame, as ``<frame index>.png``. Returns the files."""
     from mesonet.faces import align_face
     from mesonet.video import link_tracks, plausible_faces
 
-    info = probe_video(video)
-    decoded = list(iter_video_frames(video, sample_frame_indices(info, frames)))
+    try:
+        info = probe_video(video)
+        decoded = list(iter_video_frames(video, sample_frame_indices(info, frames)))
+    except MesonetError as exc:
+        raise DatasetError(f"{video}: {exc}") from None
     faces = [
         plausible_faces(f, d.image.shape)
         for f, d in zip(detector.detect([d.image for d in decoded]), decoded, strict=True)
@@ -163,21 +245,21 @@ def clip_faces(video: Path, out: Path, frames: int, detector) -> list[Path]:
     for frame_ids in ids:
         for t in frame_ids:
             lengths[t] = lengths.get(t, 0) + 1
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    crops = []
     if lengths:
         main = max(sorted(lengths), key=lambda t: lengths[t])
         for frame, frame_faces, frame_ids in zip(decoded, faces, ids, strict=True):
             for face, t in zip(frame_faces, frame_ids, strict=True):
                 if t == main:
-                    crop = align_face(frame.image, face, 256)
-                    name = f"{frame.index:05d}.png"
-                    cv2.imwrite(str(tmp / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-                    written.append(out / name)
-    (tmp / "done.json").write_text(json.dumps({"frames": len(decoded), "faces": len(written)}))
-    tmp.replace(out)
-    return written
+                    crops.append((frame.index, align_face(frame.image, face, 256)))
+    return store_crops(out, crops, len(decoded))
+
+
+def entry_path(video: Path, frames: int, cache: Path | None = None) -> Path:
+    """The cache entry of ``video``'s crops: addressed by the cache version, the frames
+    sampled and the sha256 of the video's bytes (``<stem>.<16 hex>``)."""
+    cache = cache or cache_root()
+    return cache / f"v{CACHE_VERSION}-f{frames}" / f"{video.stem}.{_digest(video)[:16]}"
 
 
 def cached_faces(
@@ -186,22 +268,29 @@ def cached_faces(
     cache: Path | None = None,
     progress: Callable[[int], None] | None = None,
     detector=None,
+    warn: Callable[[str], None] = _stderr,
 ) -> tuple[list[Sample], dict[str, str]]:
-    """Every clip's face crops (from the cache, or made now) and a group key per clip."""
+    """Every clip's face crops (from the cache, checked against their digests, or made now:
+    a damaged entry is made again, with a warning) and a group key per clip."""
     videos = clips(folder)
     groups = identity_groups(folder, [v for v, _ in videos])
-    cache = cache or cache_root()
     samples: list[Sample] = []
     clip_groups: dict[str, str] = {}
     for video, label in videos:
-        out = cache / f"v{CACHE_VERSION}-f{frames}" / f"{video.stem}.{_digest(video)[:16]}"
-        if not (out / "done.json").is_file():
-            if detector is None:
-                from mesonet.faces import create_detector
+        out = entry_path(video, frames, cache)
+        crops = entry_crops(out)
+        if crops is None:
+            with _entry_lock(out):
+                crops = entry_crops(out)  # another run may have made it meanwhile
+                if crops is None:
+                    if out.exists():
+                        warn(f"warning: the cached faces of {video} ({out}) are damaged: remade")
+                    if detector is None:
+                        from mesonet.faces import create_detector
 
-                detector = create_detector("mtcnn")
-            clip_faces(video, out, frames, detector)
-        samples += [Sample(p, label) for p in sorted(out.glob("*.png"))]
+                        detector = create_detector("mtcnn")
+                    crops = clip_faces(video, out, frames, detector)
+        samples += [Sample(p, label) for p in crops]
         clip_groups[out.name] = groups[video]
         if progress is not None:
             progress(1)
