@@ -199,3 +199,19 @@ def test_a_snapshot_laid_out_as_repo_dot_git_is_found(tmp_path, mirror):
     assert done.returncode == 0, done.stderr
     real = tmp_path / "out" / "real" / "acme__faces__samples__group.png"
     assert real.read_bytes() == files["samples/group.png"]
+
+
+def test_apart_names_what_two_manifests_share(tmp_path, mirror):
+    _, commit, files = mirror
+    rows = rows_for(commit, files)
+    dev = manifest(tmp_path / "dev.csv", rows[:1])
+    other = dict(rows[1], repo="someone/else")
+    train = manifest(tmp_path / "train.csv", [other])
+    fine = run("apart", dev, train)
+    assert fine.returncode == 0 and b"share no repository and no file" in fine.stdout
+    same_repo = manifest(tmp_path / "same_repo.csv", [rows[1]])
+    shared = run("apart", dev, same_repo)
+    assert shared.returncode == 2 and b"1 repositories (acme/faces)" in shared.stderr
+    same_bytes = manifest(tmp_path / "same_bytes.csv", [dict(rows[0], repo="someone/else")])
+    copied = run("apart", dev, same_bytes)
+    assert copied.returncode == 2 and b"1 files by sha256" in copied.stderr

@@ -3,6 +3,7 @@
     python tools/wild_set.py repos data/wild/dev.csv       # the repositories to fetch
     python tools/wild_set.py build data/wild/dev.csv ~/.cache/mesonet-data/wild-dev
     python tools/wild_set.py stats data/wild/dev.csv       # counts by label, kind, repository
+    python tools/wild_set.py apart data/wild/dev.csv data/wild/train.csv  # no shared repo/file
 
 The media never enter this repository: only the manifest does (columns
 repo,commit,path,sha256,label,kind,note). ``build`` reads each row's bytes with
@@ -184,6 +185,24 @@ def build(manifest: Path, out: Path, mirrors: Path, prune: bool = False) -> str:
     return summary
 
 
+def apart(first: Path, second: Path) -> str:
+    """Check that two manifests (the dev and the training set) share no repository and no
+    file bytes; raises WildSetError naming what they share."""
+    rows_a, rows_b = read_manifest(first), read_manifest(second)
+    repos = sorted(
+        {row["repo"].lower() for row in rows_a} & {row["repo"].lower() for row in rows_b}
+    )
+    digests = {row["sha256"] for row in rows_a} & {row["sha256"] for row in rows_b}
+    if repos or digests:
+        shared = [f"{len(repos)} repositories ({', '.join(repos[:5])})"] if repos else []
+        shared += [f"{len(digests)} files by sha256"] if digests else []
+        raise WildSetError(f"{first} and {second} share {' and '.join(shared)}")
+    return (
+        f"{first} ({len(rows_a)} files) and {second} ({len(rows_b)} files) "
+        "share no repository and no file"
+    )
+
+
 def stats(rows: list[dict[str, str]]) -> str:
     """Counts by label, by label and kind, and by repository (real/fake)."""
     by_label = Counter(row["label"] for row in rows)
@@ -225,10 +244,17 @@ def main(argv: list[str] | None = None) -> int:
     repos_parser.add_argument("manifest", type=Path)
     stats_parser = commands.add_parser("stats", help="counts by label, kind and repository")
     stats_parser.add_argument("manifest", type=Path)
+    apart_parser = commands.add_parser(
+        "apart", help="check that two manifests share no repository and no file"
+    )
+    apart_parser.add_argument("manifest", type=Path)
+    apart_parser.add_argument("other", type=Path, help="e.g. data/wild/train.csv")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             print(build(args.manifest, args.out.expanduser(), args.mirrors, args.prune))
+        elif args.command == "apart":
+            print(apart(args.manifest, args.other))
         elif args.command == "repos":
             print("\n".join(repositories(read_manifest(args.manifest))))
         else:
