@@ -15,6 +15,7 @@ efficientnet_lite0.noffpp is checked against the same bounds.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -347,7 +348,9 @@ def test_the_graph_rebuilt_from_stored_statistics_is_the_graph_measured(
     rebuilt, again = quantize(model, statistics=stored)
     assert again == record
     np.testing.assert_array_equal(_outputs(rebuilt, samples), _outputs(measured, samples))
-    assert cached_path(model, record["sha256"]) is not None  # kept for the next run
+    made_from = hashlib.sha256(stored.read_bytes()).hexdigest()
+    assert cached_path(model, record["sha256"], (), made_from) is not None  # kept for next run
+    assert cached_path(model, record["sha256"]) is None  # never under the crops' own name
 
 
 def _shipping_copy(folder: Path, calibration: np.ndarray, digest: str | None = None) -> Path:

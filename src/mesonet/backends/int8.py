@@ -25,8 +25,10 @@ and nothing may be fetched at run time. The calibration data is a folder of vali
 (never a set whose AUC is reported): :func:`quantize` saves the int8 graph as OpenVINO IR in
 the user cache (``$MESONET_CACHE/openvino-int8``, see :mod:`mesonet.backends.cache`), keyed by
 the model's graph digest (its tensors, module tree and OpenVINO version), a sha256 of the
-calibration crops and :data:`FORMAT`, with the statistics NNCF collected on the crops beside
-it (:data:`STATISTICS`). ``benchmarks/bench_int8.py`` makes it, measures the AUC change
+calibration crops and :data:`FORMAT` (a graph rebuilt from a statistics file: also that
+file's sha256, :func:`entry_name`), with the statistics NNCF collected on the crops beside
+it (:data:`STATISTICS`) and the sha256 of every file (checked when read; a damaged entry is
+rebuilt). ``benchmarks/bench_int8.py`` makes it, measures the AUC change
 against fp32 on the dev sets and writes the card's ``int8`` record: the calibration crops'
 digest, the changes, and the statistics file shipped beside the card (``int8.statistics``,
 sha256-checked). The bundled default ships its statistics (no image: per-channel ranges and
@@ -44,9 +46,7 @@ import argparse
 import hashlib
 import json
 import logging
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,8 @@ FORMAT = 4
 """Bumped when the quantisation recipe changes (a new key for every cached graph)."""
 STATISTICS = "statistics.safetensors"
 """The statistics a cached int8 graph was made from, beside it (what a card may ship)."""
+FROM_STATISTICS = "-stats-"
+"""In an entry's name, before the sha256 of the statistics file it was rebuilt from."""
 
 
 # --------------------------------------------------------------------------- calibration data
@@ -191,26 +193,55 @@ def weights_binding(model: nn.Module) -> list[str]:
     ]
 
 
-def entry_name(model: nn.Module, calibration_sha256: str, fp32_members: Sequence[str] = ()) -> str:
+def entry_name(
+    model: nn.Module,
+    calibration_sha256: str,
+    fp32_members: Sequence[str] = (),
+    statistics_sha256: str | None = None,
+) -> str:
     """The cache entry of ``model``'s int8 graph: its graph digest, the calibration crops'
-    digest, the recipe's format and (when any) the members kept in fp32."""
+    digest, the recipe's format, (when any) the members kept in fp32 and, for a graph
+    rebuilt from a statistics file, that file's sha256 (statistics claim their calibration
+    digest; only crops quantised here prove it, so a graph made from another card's
+    statistics never takes the name of the graph measured)."""
     name = f"{model_key(model)}-{calibration_sha256[:32]}-{FORMAT}"
     if fp32_members:
         kept = "|".join(sorted(set(fp32_members))).encode()
         name += "-fp32-" + hashlib.sha256(kept).hexdigest()[:12]
+    if statistics_sha256:
+        name += f"{FROM_STATISTICS}{statistics_sha256[:32]}"
     return name
 
 
+ENTRY_FILES = ("model.xml", "model.bin", "calibration.json", STATISTICS)
+"""The files of an int8 cache entry (each checked against its sha256 when read)."""
+
+
 def cached_path(
-    model: nn.Module, calibration_sha256: str, fp32_members: Sequence[str] = ()
+    model: nn.Module,
+    calibration_sha256: str,
+    fp32_members: Sequence[str] = (),
+    statistics_sha256: str | None = None,
 ) -> Path | None:
     """The int8 IR of ``model`` made from the crops with this digest (and these members kept
-    in fp32), if cached."""
-    from mesonet.backends.cache import cache_root
+    in fp32; from the statistics file with ``statistics_sha256``, when given), if cached and
+    intact (a damaged entry is removed with a warning: see :mod:`mesonet.backends.cache`)."""
+    from mesonet.backends.cache import cache_root, entry_intact
 
-    entry = entry_name(model, calibration_sha256, fp32_members)
-    path = cache_root() / "openvino-int8" / entry / "model.xml"
-    return path if path.is_file() and path.with_suffix(".bin").is_file() else None
+    entry = entry_name(model, calibration_sha256, fp32_members, statistics_sha256)
+    folder = cache_root() / "openvino-int8" / entry
+    return folder / "model.xml" if entry_intact(folder, ENTRY_FILES) else None
+
+
+def read_int8(path: Path) -> Any:
+    """The int8 graph cached at ``path`` (its ``model.xml``), read from bytes checked
+    against their digests; ``RuntimeError`` when the entry was damaged since it was found."""
+    from mesonet.backends.cache import read_graph
+
+    graph = read_graph(path.parent)
+    if graph is None:
+        raise RuntimeError(f"the int8 cache entry {path.parent.name} was damaged: run again")
+    return graph
 
 
 def quantize(
@@ -236,7 +267,7 @@ def quantize(
         raise ImportError("int8 quantisation needs NNCF: pip install nncf") from exc
     import openvino as ov
 
-    from mesonet.backends.cache import _folder
+    from mesonet.backends.cache import store_entry, writable_folder
     from mesonet.backends.fused import combine_op_names
     from mesonet.backends.int8_statistics import load_statistics, quantize_graph, save_statistics
 
@@ -244,7 +275,9 @@ def quantize(
     binding = weights_binding(model)
     fp32_members = check_fp32_members(model, fp32_members)
     ignored = combine_op_names(graph) + fp32_ops(model, graph, fp32_members)
+    made_from = None  # the sha256 of the statistics file, for a rebuild from one
     if statistics is not None:
+        made_from = hashlib.sha256(Path(statistics).read_bytes()).hexdigest()
         stored, metadata = load_statistics(statistics)
         record = metadata.get("calibration") or {}
         if not isinstance(record.get("sha256"), str):
@@ -268,24 +301,21 @@ def quantize(
 
         dataset = nncf.Dataset(list(crops), transform)
         quantised, stored = quantize_graph(graph, ignored, dataset, subset_size=len(crops))
-    folder = _folder("openvino-int8") if save else None
+    folder = writable_folder("openvino-int8") if save else None
     if folder is not None:
-        name = entry_name(model, record["sha256"], fp32_members)
+        name = entry_name(model, record["sha256"], fp32_members, made_from)
         info = dict(record, nncf=nncf.__version__, openvino=ov.__version__, format=FORMAT)
         info["fp32_members"] = fp32_members
         info["weights"] = binding
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
-            try:
-                ov.save_model(quantised, str(tmp / "model.xml"), compress_to_fp16=False)
-                (tmp / "calibration.json").write_text(json.dumps(info, indent=2))
-                save_statistics(tmp / STATISTICS, stored, {"calibration": record, **info})
-                shutil.rmtree(folder / name, ignore_errors=True)
-                tmp.rename(folder / name)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        except OSError as exc:
-            log.debug("could not cache the int8 graph in %s: %s", folder, exc)
+        if made_from is not None:
+            info["statistics_sha256"] = made_from
+
+        def write(tmp: Path) -> None:
+            ov.save_model(quantised, str(tmp / "model.xml"), compress_to_fp16=False)
+            (tmp / "calibration.json").write_text(json.dumps(info, indent=2))
+            save_statistics(tmp / STATISTICS, stored, {"calibration": record, **info})
+
+        store_entry(folder, name, write)
     return quantised, record
 
 
@@ -295,8 +325,7 @@ def int8_graph(
     """A function returning the int8 graph (logit out) to run for ``model``, and where it
     came from: the crops or folder ``calibration`` (quantised now, or read back from the
     cache), else the graph the card's record names. Raises ``LookupError`` with neither."""
-    import openvino as ov
-
+    from mesonet.backends.cache import key_lock
     from mesonet.backends.int8_choice import explicit_path, fp32_members
 
     if calibration is not None:
@@ -305,13 +334,15 @@ def int8_graph(
         else:
             crops, data = calibration_crops(calibration), Path(calibration).name
         kept = fp32_members(model)  # the card's recipe, when its record keeps members
-        path = cached_path(model, crops_sha256(crops), kept)
-        if path is None:
-            graph, _ = quantize(model, crops, data, fp32_members=kept)
-            path = cached_path(model, crops_sha256(crops), kept)
-            if path is None:  # no writable cache: keep the graph in memory
-                return graph.clone, f"quantised on {data} (not cached)"
-        return lambda p=path: ov.Core().read_model(str(p)), f"cached {path.parent.name}"
+        digest = crops_sha256(crops)
+        with key_lock(f"openvino-int8/{entry_name(model, digest, kept)}"):  # one build
+            path = cached_path(model, digest, kept)
+            if path is None:
+                graph, _ = quantize(model, crops, data, fp32_members=kept)
+                path = cached_path(model, digest, kept)
+                if path is None:  # no writable cache: keep the graph in memory
+                    return graph.clone, f"quantised on {data} (not cached)"
+        return lambda p=path: read_int8(p), f"cached {path.parent.name}"
     path = explicit_path(model)
     if path is None:
         raise LookupError(
@@ -319,7 +350,7 @@ def int8_graph(
             "mesonet.backends.int8 MODEL VALIDATION_FOLDER (or pass calibration=, a folder of "
             "validation images)"
         )
-    return lambda p=path: ov.Core().read_model(str(p)), f"cached {path.parent.name}"
+    return lambda p=path: read_int8(p), f"cached {path.parent.name}"
 
 
 def with_sigmoid(graph: Any) -> Any:

@@ -24,9 +24,12 @@ from torch import nn
 
 from mesonet.backends.int8 import (
     AUC_TOLERANCE,
+    ENTRY_FILES,
     FORMAT,
+    FROM_STATISTICS,
     REQUIRED_SETS,
     cached_path,
+    entry_name,
     model_key,
     quantize,
 )
@@ -56,13 +59,19 @@ def fp32_members(model: nn.Module) -> list[str]:
 
 def recorded_path(model: nn.Module) -> Path | None:
     """The cached int8 graph of the calibration ``model``'s card names, if there is one (and,
-    when the record names the NNCF version that made the graph measured, one made by it)."""
+    when the record names the NNCF version that made the graph measured, one made by it):
+    the graph quantised here on those very crops, else the one rebuilt from the statistics
+    file the card ships (its sha256 is part of the entry's name: a graph rebuilt from
+    another card's statistics is never taken for this one's)."""
     record = getattr(getattr(model, "card", None), "int8", None) or {}
     digest = (record.get("calibration") or {}).get("sha256")
     if not isinstance(digest, str):
         return None
+    shipped = (record.get("statistics") or {}).get("sha256")
     try:
         path = cached_path(model, digest, fp32_members(model))
+        if path is None and isinstance(shipped, str):
+            path = cached_path(model, digest, fp32_members(model), shipped)
     except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read: no int8
         log.debug("no int8 graph for this model: %s", exc)
         return None
@@ -115,15 +124,27 @@ def auto_int8(model: nn.Module) -> Path | None:
 
 def measured_path(model: nn.Module) -> Path | None:
     """The int8 graph the card's record measured, found in the cache or rebuilt there once
-    from the statistics the card ships (see the module), or None."""
-    from mesonet.backends.cache import _folder
+    from the statistics the card ships (see the module), or None. One build per graph:
+    a second thread asking meanwhile waits for the first one's and reads it."""
+    from mesonet.backends.cache import key_lock, writable_folder
 
-    path = recorded_path(model)
-    statistics = shipped_statistics(model) if path is None else None
-    if statistics is not None and _folder("openvino-int8") is None:
-        log.debug("no writable cache to keep an int8 graph in: %s runs in fp32", model.card.name)
+    record = getattr(getattr(model, "card", None), "int8", None) or {}
+    digest = (record.get("calibration") or {}).get("sha256")
+    if not isinstance(digest, str):
         return None
-    if statistics is not None:
+    try:
+        key = entry_name(model, digest, fp32_members(model))
+    except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read: no int8
+        log.debug("no int8 graph for this model: %s", exc)
+        return None
+    with key_lock(f"openvino-int8/{key}"):
+        path = recorded_path(model)
+        statistics = shipped_statistics(model) if path is None else None
+        if statistics is None:
+            return path
+        if writable_folder("openvino-int8") is None:
+            log.debug("no writable cache for an int8 graph: %s runs in fp32", model.card.name)
+            return None
         log.info("making the int8 graph of %s once from %s", model.card.name, statistics.name)
         try:
             quantize(model, statistics=statistics, fp32_members=fp32_members(model))
@@ -133,15 +154,14 @@ def measured_path(model: nn.Module) -> Path | None:
         except Exception as exc:  # noqa: BLE001 - any failure here only means fp32
             log.warning("could not make the int8 graph of %s (%s): fp32", model.card.name, exc)
             return None
-        path = recorded_path(model)
-    return path
+        return recorded_path(model)
 
 
 def explicit_path(model: nn.Module) -> Path | None:
     """The int8 graph an explicit ``openvino-int8`` runs without calibration data: the one
     the card's record measured (:func:`measured_path`), else the newest cached for this
     model."""
-    from mesonet.backends.cache import cache_root
+    from mesonet.backends.cache import cache_root, entry_intact
 
     path = measured_path(model)
     if path is not None:
@@ -151,10 +171,15 @@ def explicit_path(model: nn.Module) -> Path | None:
     except Exception as exc:  # noqa: BLE001 - a model the graph digest cannot read
         log.debug("no int8 graph for this model: %s", exc)
         return None
-    found = [
-        p for p in (cache_root() / "openvino-int8").glob(pattern) if p.with_suffix(".bin").is_file()
+    found = [  # quantised here on crops: never a graph rebuilt from a card's statistics
+        p
+        for p in (cache_root() / "openvino-int8").glob(pattern)
+        if FROM_STATISTICS not in p.parent.name
     ]
-    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+    for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+        if entry_intact(path.parent, ENTRY_FILES):
+            return path
+    return None
 
 
 def inference_kind(model: nn.Module, backend: str) -> str:

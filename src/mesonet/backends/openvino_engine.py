@@ -17,6 +17,11 @@ from mesonet.backends.batching import INPUT_SIZE, _ChunkedScorer
 from mesonet.backends.cache import compiled_cache_dir, converted_graph
 from mesonet.backends.folding import ChannelShift, Logits
 
+_COMPILE_LOCK = threading.Lock()
+"""One graph built and compiled at a time in the process: the scorers of several worker
+threads meeting the same model (the service's first requests) build it once, in turn, and
+the later ones find the cached graph and OpenVINO's compiled blob."""
+
 
 class OpenVinoScorer(_ChunkedScorer):
     """OpenVINO on the CPU (fp32, or bf16 when asked), converted from the folded model.
@@ -52,7 +57,7 @@ class OpenVinoScorer(_ChunkedScorer):
         self._local = threading.local()
 
     def _compile(self, kind: str) -> Any:
-        with self._lock:
+        with self._lock, _COMPILE_LOCK:
             if kind not in self._compiled:
                 import openvino as ov
                 from openvino.preprocess import PrePostProcessor
