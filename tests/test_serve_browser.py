@@ -269,3 +269,40 @@ def test_annotated_video_plays_in_the_browser(browser, annotated_video, tmp_path
     )
     ready, error, width = browser.execute_script(script)
     assert error is None and ready >= 2 and width > 0
+
+
+def test_the_explain_toggle_shows_each_faces_map_and_says_where(browser, server, face_media, shots):
+    """With Explain on, the answer carries each face's evidence map (explain=true): the page
+    shows it over the face crop and says in words where the evidence is; off again, the file
+    is analysed again without maps."""
+    browser.set_window_size(*DESKTOP)
+    browser.get(server + "/")
+    WebDriverWait(browser, 30).until(
+        lambda d: d.find_element(By.ID, "model-name").text not in ("", "…")
+    )
+    toggle = browser.find_element(By.ID, "opt-explain")
+    assert toggle.is_displayed() and not toggle.is_selected()
+    toggle.click()
+    browser.find_element(By.ID, "file").send_keys(str(face_media["image"]))
+    WebDriverWait(browser, 180).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#explain img"))
+    (img,) = browser.find_elements(By.CSS_SELECTOR, "#explain img")
+    assert img.get_attribute("src").startswith("data:image/png;base64,")
+    WebDriverWait(browser, 10).until(
+        lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+    )
+    assert browser.find_element(By.ID, "explain-box").is_displayed()
+    text = browser.find_element(By.ID, "explain-text").text
+    assert "the evidence is strongest" in text and "lowers the score by" in text, text
+    caption = browser.find_element(By.CSS_SELECTOR, "#explain figcaption").text
+    assert caption.split(" · ")[0] in text  # the region named in words, under the map too
+    assert no_horizontal_scroll(browser)
+    assert csp_violations(browser) == []
+    screenshot(browser, shots, "explain-desktop")
+    browser.find_element(By.ID, "opt-explain").click()  # off: analysed again, no maps
+    WebDriverWait(browser, 180).until(
+        lambda d: (
+            not d.find_element(By.ID, "explain-box").is_displayed()
+            and d.find_element(By.ID, "verdict-text").text.strip() != ""
+        )
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, "#explain img") == []

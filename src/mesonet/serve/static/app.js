@@ -115,7 +115,7 @@ function fillVideoPicker(names) {
   for (const name of names) select.append(el("option", { value: name }, name));
   $("video-picker").hidden = names.length === 0;
   $("video-about").hidden = names.length === 0;
-  for (const id of ["opt-video-model", "opt-video-rule"]) {
+  for (const id of ["opt-video-model", "opt-video-rule", "opt-explain"]) {
     $(id).addEventListener("change", () => {
       if (state.file && !state.busy) analyse(state.file);
     });
@@ -174,6 +174,9 @@ function resetResult() {
   $("view-box").hidden = true;
   $("timeline-box").hidden = true;
   $("gallery-box").hidden = true;
+  $("explain-box").hidden = true;
+  $("explain").replaceChildren();
+  $("explain-text").textContent = "";
   $("timeline").replaceChildren();
   $("timeline-legend").replaceChildren();
   $("gallery").replaceChildren();
@@ -200,6 +203,7 @@ function formOptions(form) {
   const videoRule = $("opt-video-rule").value;
   if (videoModel) form.append("video_model", videoModel);
   if (videoModel && videoRule) form.append("video_rule", videoRule);
+  if ($("opt-explain").checked) form.append("explain", "true");
 }
 
 function analyse(file) {
@@ -288,6 +292,7 @@ function render(record) {
   renderFacts(record);
   renderTimeline(record);
   renderGallery(record);
+  renderExplain(record);
   const frame = record.annotated && record.annotated.frame;
   showFace(frame ? frame.face : null);
 }
@@ -660,6 +665,37 @@ function renderGallery(record) {
     fig.append(img, el("figcaption", {}, caption));
     fig.addEventListener("click", () => showFace(crop.face));
     gallery.append(fig);
+  }
+}
+
+// ------------------------------------------------------------------ evidence maps
+
+// Each explained face's crop with its evidence map (explain=true), and in words where the
+// evidence of the most suspicious one is.
+function renderExplain(record) {
+  const faces = record.faces
+    .map((face, i) => [face, i])
+    .filter(([face]) => face.explain && face.explain.map)
+    .sort((a, b) => b[0].fake_probability - a[0].fake_probability);
+  const box = $("explain-box");
+  box.hidden = !faces.length;
+  if (!faces.length) return;
+  const where = (e) => e.peak_region || "ringed region";
+  const at = (e) => (e.peak_region === "outside the face" ? e.peak_region : `at the ${where(e)}`);
+  const [top] = faces[0];
+  const who = record.kind === "video" ? "the deciding face's most suspicious frame" : (faces.length > 1 ? "the most suspicious face" : "this face");
+  $("explain-text").textContent = top.explain.peak_logit_drop > 0
+    ? `On ${who}, the evidence is strongest ${at(top.explain)}` +
+      ` (hiding it lowers the score by ${top.explain.peak_logit_drop.toFixed(2)} in log-odds).`
+    : `On ${who}, no region pushes the score towards forged.`;
+  for (const [face, i] of faces) {
+    const fig = el("figure", { title: `fake probability ${face.fake_probability.toFixed(3)}` });
+    const img = el("img", { src: face.explain.map, alt: `evidence map of face ${i + 1}` });
+    let caption = `${where(face.explain)} · ${pct(face.fake_probability)}`;
+    if (record.kind === "video") caption += ` · ${Number(face.time_s).toFixed(1)}s`;
+    fig.append(img, el("figcaption", {}, caption));
+    fig.addEventListener("click", () => showFace(i));
+    $("explain").append(fig);
   }
 }
 
