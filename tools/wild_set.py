@@ -134,10 +134,14 @@ def build(manifest: Path, out: Path, mirrors: Path, prune: bool = False) -> str:
     found = {repo: find_mirror(mirrors, repo) for repo in repositories(rows)}
     missing = [repo for repo, git_dir in found.items() if git_dir is None]
     if missing:
-        fetches = " ".join(f"github:{repo}" for repo in missing)
+        shown = ", ".join(missing[:8]) + (
+            f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        )
+        fetches = " ".join(f"github:{repo}" for repo in missing[:3])
         raise WildSetError(
-            f"{len(missing)} repositories have no mirror under {mirrors}: "
-            f"{', '.join(missing)} (bring each with the fetch tool: fetch {fetches})"
+            f"{len(missing)} repositories have no mirror under {mirrors}: {shown} (bring each "
+            f"with the fetch tool, e.g. fetch {fetches}; "
+            f"`python tools/wild_set.py repos {manifest}` lists them all)"
         )
     written = kept = 0
     wanted: set[Path] = set()
