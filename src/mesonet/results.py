@@ -81,14 +81,20 @@ class FaceResult:
     track: int | None = None  # video only
     # with an evidence map (mesonet.pipeline.explain): map, peak_region, peak, peak_logit_drop
     explain: dict[str, Any] | None = None
+    # can the face be judged (mesonet.judge): its sharpness, and why not when it is too
+    # small or too blurred (such a face is reported but does not decide)
+    sharpness: float | None = None
+    judged: bool = True
+    not_judged: str | None = None
 
     def to_dict(self, video: bool) -> dict[str, Any]:
         data = asdict(self)
         if not video:
             for key in ("frame", "time_s", "track"):
                 data.pop(key)
-        if data["explain"] is None:
-            data.pop("explain")
+        for key in ("explain", "sharpness", "not_judged"):
+            if data[key] is None:
+                data.pop(key)
         return data
 
 
@@ -143,10 +149,12 @@ class TrackResult:
     temporal_windows: int | None = None
     evidence: str | None = None
     windows: list[WindowScore] | None = None
+    # why the track may not decide: most of its faces too small or too blurred (mesonet.judge)
+    not_judged: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in TRACK_VIDEO_MODEL_KEYS:
+        for key in (*TRACK_VIDEO_MODEL_KEYS, "not_judged"):
             if data[key] is None:
                 data.pop(key)
         return data
@@ -189,6 +197,9 @@ class MediaResult:
     video_model: str | None = None
     video_rule: str | None = None
     evidence: str | None = None
+    # why the verdict is uncertain whatever the score: no face could be judged
+    # (mesonet.judge), e.g. "faces too small to judge: the largest is 31 px"
+    note: str | None = None
 
     @property
     def is_video(self) -> bool:
@@ -228,6 +239,8 @@ class MediaResult:
                 for key in VIDEO_MODEL_KEYS:
                     data[key] = getattr(self, key)
             data["segments"] = [asdict(s) for s in self.segments]
+        if self.note is not None:
+            data["note"] = self.note
         if self.status != "ok":  # what went wrong, or why there is no face
             data["error"] = None if self.error is None else safe_text(self.error)
         return data

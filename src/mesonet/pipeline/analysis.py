@@ -89,6 +89,9 @@ class Analysis:
             aggregate=d.aggregate,
             track_share=d.track_share,
             track_size=d.track_size,
+            min_face_px=d.judge_px,
+            min_sharpness=d.judge_sharpness,
+            image_rule=d.image_rule,
         )
         return cls(
             finder=FaceFinder(detect, d.margin, d.resize),

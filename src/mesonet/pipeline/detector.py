@@ -21,6 +21,7 @@ from mesonet.budget import AnalysisLimits
 from mesonet.errors import MesonetError
 from mesonet.faces import DEFAULT_MARGIN, FaceDetector
 from mesonet.inputs import Input, Limits, discover
+from mesonet.judge import MIN_FACE_PX, MIN_SHARPNESS, check_judging
 from mesonet.media import media_kind, read_image
 from mesonet.models import MesoNet, load_model
 from mesonet.pipeline.analysis import Analysis
@@ -73,6 +74,11 @@ class Detector(FaceDetectors, VideoEvidence):
             300 s, 2 GB); over them, the file gets an error record.
         video_model, video_rule, video_windows: temporal evidence on videos, see
             :class:`~mesonet.pipeline.temporal.VideoEvidence` (default: none).
+        judge_px, judge_sharpness: faces under this size (px, the larger side of the box)
+            or sharpness (:func:`mesonet.judge.sharpness`) are reported but do not decide;
+            a file with no face left is ``uncertain`` with a ``note`` (0 and 0: judge all).
+        image_rule: how an image's judged faces make its score
+            (:data:`~mesonet.pipeline.records.IMAGE_RULES`).
         explain: evidence maps of the faces (:mod:`mesonet.pipeline.explain`): a folder to
             write them to as PNGs, or True to keep them in the record as data URLs.
     """
@@ -103,6 +109,9 @@ class Detector(FaceDetectors, VideoEvidence):
         video_rule: str = "mean",
         video_windows: int = VIDEO_WINDOWS,
         explain: bool | str | os.PathLike[str] | None = None,
+        judge_px: float = MIN_FACE_PX,
+        judge_sharpness: float = MIN_SHARPNESS,
+        image_rule: str = "max",
     ) -> None:
         check_settings(faces, aggregate, frames, fps, redetect_s, track_share, track_size)
         self.track_share, self.track_size = float(track_share), float(track_size)
@@ -125,6 +134,9 @@ class Detector(FaceDetectors, VideoEvidence):
         self._annotated: dict[str, str] = {}  # annotated output names given -> their inputs
         self._detector_options = {"min_face_size": min_face_size, "confidence": face_confidence}
         self.video_detect_side = video_detect_side
+        check_judging(judge_px, judge_sharpness, image_rule)
+        self.judge_px, self.judge_sharpness = float(judge_px), float(judge_sharpness)
+        self.image_rule = image_rule
         self._face_detector = self._video_face_detector = face_detector  # the caller's serves both
 
     def score_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:

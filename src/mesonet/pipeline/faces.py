@@ -41,6 +41,7 @@ class FrameFaces:
     faces: list[Face]
     scores: list[float] = field(default_factory=list)
     size: tuple[int, int] | None = None
+    sharpness: list[float] = field(default_factory=list)  # per face (mesonet.judge)
 
 
 Found = tuple[FrameFaces, list[np.ndarray]]

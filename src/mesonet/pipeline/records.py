@@ -16,6 +16,14 @@ from typing import Any
 
 from mesonet.aggregate import decision_threshold, flagged_segments
 from mesonet.errors import MesonetError
+from mesonet.judge import (
+    IMAGE_RULES,
+    MIN_FACE_PX,
+    MIN_SHARPNESS,
+    face_px,
+    file_reason,
+    unjudged_reason,
+)
 from mesonet.media import MediaError, VideoInfo
 from mesonet.models.calibration import default_bands, verdict_for
 from mesonet.pipeline.faces import FrameFaces
@@ -61,6 +69,9 @@ class Records:
         min_face: the smallest face the detector looks for (pixels), which tells why an
             image too small has none (None: not known).
         aggregate, track_share, track_size: the video rules (:mod:`mesonet.video`).
+        min_face_px, min_sharpness: faces below either are reported but not judged
+            (:mod:`mesonet.judge`); 0 judges every face.
+        image_rule: how an image's judged faces make its score (:data:`IMAGE_RULES`).
     """
 
     model: str
@@ -72,6 +83,9 @@ class Records:
     aggregate: str = "mean"
     track_share: float = TRACK_SHARE
     track_size: float = TRACK_SIZE
+    min_face_px: float = MIN_FACE_PX
+    min_sharpness: float = MIN_SHARPNESS
+    image_rule: str = "max"
 
     def label(self, probability: float, rule: str | None = None) -> str:
         """``fake`` or ``real`` at the threshold (a video rule's own cut with ``rule``)."""
@@ -94,28 +108,46 @@ class Records:
             )
         return "no face found"
 
-    def _face(self, face: Any, score: float, **video: Any) -> FaceResult:
+    def _face(self, face: Any, score: float, sharp: float | None, **video: Any) -> FaceResult:
+        reason = unjudged_reason(face_px(face.box), sharp, self.min_face_px, self.min_sharpness)
         return FaceResult(
             box=[round(v, 1) for v in face.box],
             confidence=round(face.confidence, 4) if self.detected else None,
             fake_probability=round(score, 6),
             **video,
+            sharpness=None if sharp is None else round(sharp, 4),
+            judged=reason is None,
+            not_judged=reason,
         )
 
-    def image(self, path: Path, frame: FrameFaces) -> MediaResult:
-        """An image's record: its most suspicious face decides."""
-        faces = [
-            self._face(face, score) for face, score in zip(frame.faces, frame.scores, strict=True)
+    def _faces_of(self, frame: FrameFaces, **video: Any) -> list[FaceResult]:
+        sharps = frame.sharpness or [None] * len(frame.faces)
+        return [
+            self._face(face, score, sharp, **video)
+            for face, score, sharp in zip(frame.faces, frame.scores, sharps, strict=True)
         ]
+
+    def image(self, path: Path, frame: FrameFaces) -> MediaResult:
+        """An image's record: its judged faces decide by :attr:`image_rule`; with none
+        judged, the verdict is ``uncertain`` and ``note`` says why."""
+        faces = self._faces_of(frame)
         result = MediaResult(path=str(path), kind="image", status="no_face", model=self.model)
         result.error = None if faces else self.no_face_reason("image", frame.size)
         if faces:
-            probability = max(f.fake_probability for f in faces)  # the most suspicious face
+            judged = [f for f in faces if f.judged]
+            probability = image_score(judged or faces, self.image_rule)
             result.status = "ok"
             result.fake_probability = probability
             result.label = self.label(probability)
             result.verdict = self.verdict(probability)
-            result.faces = sorted(faces, key=lambda f: -f.fake_probability)
+            if not judged:
+                result.verdict = "uncertain"
+                result.note = file_reason(
+                    [f.not_judged or "" for f in faces],
+                    [face_px(f.box) for f in faces],
+                    [f.sharpness for f in faces],
+                )
+            result.faces = sorted(faces, key=lambda f: (not f.judged, -f.fake_probability))
         return result
 
     def video(
@@ -125,9 +157,17 @@ class Records:
         into tracks, the decisive track's score, the flagged segments."""
         tracks = link_tracks([f.faces for f in analysed], [f.time_s for f in analysed])
         faces = [
-            self._face(face, score, frame=frame.index, time_s=round(frame.time_s, 3), track=track)
+            self._face(
+                face, score, sharp, frame=frame.index, time_s=round(frame.time_s, 3), track=track
+            )
             for frame, frame_tracks in zip(analysed, tracks, strict=True)
-            for face, score, track in zip(frame.faces, frame.scores, frame_tracks, strict=True)
+            for face, score, sharp, track in zip(
+                frame.faces,
+                frame.scores,
+                frame.sharpness or [None] * len(frame.faces),
+                frame_tracks,
+                strict=True,
+            )
         ]
         result = MediaResult(
             path=str(path),
@@ -143,13 +183,23 @@ class Records:
             result.error = self.no_face_reason("frames", (info.width, info.height))
         if faces:
             result.tracks = summarise_tracks(faces, len(analysed), self.aggregate, self.threshold)
-            probability = choose_decisive(
-                result.tracks, self.track_share, self.track_size
-            ).fake_probability
+            judged = judge_tracks(result.tracks, faces)
+            decisive = choose_decisive(judged or result.tracks, self.track_share, self.track_size)
+            judged_ids = {t.id for t in judged}
+            for track in result.tracks:
+                track.eligible = track.eligible and track.id in judged_ids
+            probability = decisive.fake_probability
             result.status = "ok"
             result.fake_probability = probability
             result.label = self.label(probability, self.aggregate)
             result.verdict = self.verdict(probability, self.aggregate)
+            if not judged:
+                result.verdict = "uncertain"
+                result.note = file_reason(
+                    [f.not_judged or "" for f in faces],
+                    [face_px(f.box) for f in faces],
+                    [f.sharpness for f in faces],
+                )
             gap = info.duration_s / max(len(indices), 1)
             result.segments = [
                 s
@@ -161,13 +211,57 @@ class Records:
         return result
 
 
+def image_score(faces: Sequence[FaceResult], rule: str = "max") -> float:
+    """An image's score from its faces by ``rule`` (:data:`IMAGE_RULES`)."""
+    if rule == "max":
+        return max(f.fake_probability for f in faces)
+    if rule == "largest":
+        return max(faces, key=lambda f: (face_px(f.box), f.fake_probability)).fake_probability
+    if rule == "weighted":
+        import math
+
+        eps = 1e-6
+        weights = [face_px(f.box) * (f.confidence or 1.0) for f in faces]
+        logits = [
+            math.log(max(f.fake_probability, eps) / max(1 - f.fake_probability, eps)) for f in faces
+        ]
+        mean = sum(w * z for w, z in zip(weights, logits, strict=True)) / sum(weights)
+        return round(1 / (1 + math.exp(-mean)), 6)
+    raise MesonetError(f"image rule must be one of {', '.join(IMAGE_RULES)}, not {rule!r}")
+
+
+def judge_tracks(tracks: Sequence[Any], faces: Sequence[FaceResult]) -> list[Any]:
+    """The tracks most of whose faces can be judged; the others get ``not_judged``."""
+    judged = []
+    for track in tracks:
+        members = [f for f in faces if (f.track or 0) == track.id]
+        reasons = [f.not_judged for f in members if not f.judged]
+        if len(reasons) * 2 > len(members):
+            kind = "too small" if all(r.startswith("too small") for r in reasons) else "too blurred"
+            track.not_judged = f"most faces {kind} to judge ({len(reasons)} of {len(members)})"
+        else:
+            judged.append(track)
+    return judged
+
+
+MAX_DETAIL_CHARS = 200
+"""Most characters of an unexpected exception's message in an error record: its first line
+only (a failed trace's message is a graph dump of hundreds of kilobytes)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of ``exc``'s message, cut to :data:`MAX_DETAIL_CHARS`."""
+    line = next((t.strip() for t in str(exc).splitlines() if t.strip()), "")
+    return line if len(line) <= MAX_DETAIL_CHARS else line[: MAX_DETAIL_CHARS - 3] + "..."
+
+
 def error_record(path: Path, kind: str | None, exc: Exception, model: str) -> MediaResult:
     """The error record for a file that failed with ``exc``."""
     if isinstance(exc, MesonetError | MediaError):
         message = str(exc)
     else:  # a decoder's own failure: keep the detail for debugging, one line for the user
         log.debug("unexpected failure on %s", path, exc_info=exc)
-        message = f"could not process the file ({type(exc).__name__}: {exc})"
+        message = f"could not process the file ({type(exc).__name__}: {first_line(exc)})"
     return MediaResult(
         path=str(path),
         kind=kind if kind in ("image", "video") else None,

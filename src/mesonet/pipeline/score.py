@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mesonet.errors import MesonetError
+from mesonet.judge import sharpness
 from mesonet.pipeline.faces import FrameFaces
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -45,8 +46,9 @@ def score_all(
     """Score the crops of every frame in one call; each frame gets its faces' scores."""
     crops = [crop for _, frame_crops in found for crop in frame_crops]
     scores = iter(score_crops(scorer, crops).tolist())
-    for frame, _ in found:
+    for frame, frame_crops in found:
         frame.scores = [next(scores) for _ in frame.faces]
+        frame.sharpness = [sharpness(crop) for crop in frame_crops]
     return [frame for frame, _ in found]
 
 
@@ -70,6 +72,7 @@ def score_stream(
 
     for frame, frame_crops in found:
         crops.extend(frame_crops)
+        frame.sharpness = [sharpness(crop) for crop in frame_crops]
         analysed.append(frame)
         unscored.append(frame)
         if len(crops) >= batch_size:
