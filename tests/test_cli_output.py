@@ -194,10 +194,13 @@ def test_models_text_is_never_cut():
     assert result.exit_code == 0
     assert not re.search("…(?!/)", result.output)  # only paths shortened from the left
     assert max(len(line) for line in result.output.splitlines()) <= 80
+    from mesonet.cli.models import trained_on
     from mesonet.models import list_models
 
+    words = set(result.output.split())
     for card in list_models():
         assert card.name in result.output
+        assert set(trained_on(card).split()) <= words, card.name  # no name split over lines
 
 
 def test_samples_path_is_inside_the_package():
@@ -228,3 +231,45 @@ def test_train_input_size_and_body_lr_scale_set_those_training_options(tmp_path,
         result = run([*args, flag, value])
         assert isinstance(result.exception, TrainingError), flag
         assert flag[2:].replace("-", "_") in str(result.exception)
+
+
+def _video_record(path: str, p: float, label: str, verdict: str, segments) -> object:
+    from mesonet.results import MediaResult, Segment, TrackResult
+
+    tracks = [
+        TrackResult(i, 8, 1.0 if i == 0 else 0.2, 90.0, 0.99, p, i == 0, i == 0) for i in range(3)
+    ]
+    return MediaResult(
+        path, "video", "ok", "m", p, label, frames_analyzed=8, duration_s=12.0, verdict=verdict,
+        tracks=tracks, segments=[Segment(a, b, 0.9, 0) for a, b in segments],
+    )  # fmt: skip
+
+
+def test_predict_table_at_80_columns_keeps_names_whole_and_details_short():
+    """Issue 34, item 13: in 80 columns no file name is cut, a video's detail is a line of
+    its own under its row (not a narrow column five lines deep), and a video that is not
+    called fake says what its flagged frames mean."""
+    from rich.console import Console
+
+    from mesonet.output import _summary_table
+
+    folder = "some_long_folder_name_here"
+    long_name = f"{folder}/a_rather_long_video_file_name_from_a_camera_2024.mp4"
+    records = [
+        _video_record(f"{folder}/Deepfakes__585_599.mp4", 0.867, "fake", "likely forged",
+                      [(0.0, 11.9), (0.0, 4.5), (9.0, 11.9)]),
+        _video_record(long_name, 0.067, "real", "likely real", [(0.0, 0.7)]),
+    ]  # fmt: skip
+    console = Console(width=80, record=True)
+    console.print(_summary_table(records, 0.39, 80, "m"))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in text
+    assert "a_rather_long_video_file_name_from_a_camera_2024.mp4" in "".join(
+        line.split()[0] if line.strip() else "" for line in lines
+    )
+    details = [line for line in lines if line.startswith("  8 frames") or line.startswith("  ")]
+    assert len(details) <= 2 * 2  # each video's detail in two lines of 80 (five of 20 before)
+    flat = " ".join(text.split())
+    assert "flagged 0.0-11.9s" in flat and "flagged 0.0-0.7s" not in flat
+    assert "frames over the threshold at 0.0-0.7s, too few to flag it" in flat

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -168,6 +169,13 @@ def test_metrics_table_keeps_group_names_whole_at_80_columns():
     text = console.export_text()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     assert all(name in text for name in names)
+    small = compute_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.6, 0.9]))
+    small.update(level="frame", model="m", skipped={"no_face": 0, "error": 0})
+    for figures in (metrics, small):  # a narrow table too: its figures are not wrapped in it
+        console = Console(width=80, record=True)
+        console.print(_metrics_table(figures))
+        text = console.export_text()
+        assert re.search(r"calibration: ECE \d\.\d{4}, Brier \d\.\d{4}", text)  # one line
 
 
 def test_video_sweep_tool_measures_each_setting(model_path, video_folder):

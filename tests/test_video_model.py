@@ -307,7 +307,7 @@ def test_images_are_unaffected_and_models_are_refused_in_the_wrong_place(
     cv2.imwrite(str(image), np.full((240, 320, 3), 90, np.uint8))
     with_video = _detector(video_model_file).predict(image).to_dict()
     assert "video_model" not in with_video and with_video["kind"] == "image"
-    with pytest.raises(MesonetError, match="is a video model"):
+    with pytest.raises(MesonetError, match="is a video model: give it as --video-model"):
         Detector(video_model_file)
     with pytest.raises(MesonetError, match="is an image model"):
         Detector(_Redness(), backend="torch", video_model="meso4.df")

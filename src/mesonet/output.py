@@ -16,6 +16,7 @@ from typing import TextIO
 from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -82,17 +83,6 @@ def shorten_path(path: str, width: int) -> str:
     return f"{ELLIPSIS}/{kept}"
 
 
-def path_column_width(
-    total: int, other_columns: Iterable[int], *, floor: int = 24, per_column: int = 3
-) -> int:
-    """Room for a path column in a table ``total`` characters wide whose other columns need
-    ``other_columns`` characters each: what the others and the borders (``per_column``
-    characters a column: 3 for rich's boxed tables, 2 for :func:`plain_table`) leave, at
-    least ``floor`` (a narrower terminal then wraps the other columns instead)."""
-    others = list(other_columns)
-    return max(floor, total - per_column * (len(others) + 1) - 1 - sum(others))
-
-
 def plain_table(**kwargs) -> Table:
     """A table with a rule under its header and no other lines: two characters between
     columns instead of three, so more of a path or a name fits in 80 columns."""
@@ -112,9 +102,11 @@ def _summary_table(
     results: list[MediaResult], threshold: float, width: int, model: str | None = None
 ) -> Group:
     """One row per result under a line naming the model and its threshold. File paths are
-    given relative to the folder they share (named above the table) and shortened from the
-    left to fit ``width`` columns, keeping their ends; the verdict, p(fake) and faces never
-    wrap; the detail (a video's frames, why there is no face, an error) wraps at words."""
+    given relative to the folder they share (named above the table); the verdict, p(fake)
+    and faces never wrap. When a row with its detail (a video's frames, why there is no
+    face, an error) fits ``width`` columns, the detail is a column; otherwise (a pipe or a
+    small terminal) each detail is an indented paragraph under its row, as wide as the
+    terminal, and file names wrap instead of being cut."""
     names = [safe_text(r.path) for r in results]
     model = model or next((r.model for r in results if r.model), None)
     rule = f"threshold {threshold:.2f} (fake when p(fake) >= threshold)"
@@ -137,22 +129,43 @@ def _summary_table(
         )
         for i, h in enumerate(headers)
     ]
-    # the detail wraps at words: up to 20 characters of it before paths are shortened
-    room = path_column_width(
-        width, [*natural[1:4], *(min(n, 20) for n in natural[4:])], per_column=2
-    )
-    paths = [shorten_path(n, room) for n in names]
-    longest = max((len(p) for p in paths), default=4)
-    table.add_column("file", no_wrap=True, min_width=min(longest, room))
+    if sum(natural) + 2 * (len(natural) - 1) > width:  # too wide for one line a file
+        return Group(*heading, *_rows_with_details_under(names, rows, natural, width))
+    table.add_column("file", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("p(fake)", no_wrap=True, justify="right")
     table.add_column("faces", no_wrap=True)
     if len(headers) > 4:
         table.add_column("detail", overflow="fold")
-    for path, row in zip(paths, rows, strict=True):
+    for name, row in zip(names, rows, strict=True):
         # file names and messages are shown as they are, never read as rich markup
-        table.add_row(Text(path), *row[1:4], *(Text(cell) for cell in row[4:]))
+        table.add_row(Text(name), *row[1:4], *(Text(cell) for cell in row[4:]))
     return Group(*heading, table)
+
+
+def _rows_with_details_under(
+    names: list[str], rows: list[tuple[str, ...]], natural: list[int], width: int
+) -> list:
+    """The summary where a row and its detail do not fit one line: each file's row (its
+    folders shortened from the left, a name too long for the room the other columns leave
+    wrapping, never cut), then its detail as an
+    indented paragraph as wide as the terminal. One table a row, all of the same widths."""
+    fixed = natural[1:4]
+    room = max(12, width - sum(fixed) - 2 * len(fixed))
+    # folders shortened from the left (…/df/df00204.jpg); a file name itself is never cut
+    names = [n if len(os.path.basename(n)) + 2 > room else shorten_path(n, room) for n in names]
+    widths = [min(room, max(map(len, names), default=4)), *fixed]
+    parts: list = []
+    for i, (name, row) in enumerate(zip(names, rows, strict=True)):
+        table = plain_table(show_edge=False, show_header=i == 0)
+        for header, w in zip(("file", "verdict", "p(fake)", "faces"), widths, strict=True):
+            justify = "right" if header == "p(fake)" else "left"
+            table.add_column(header, width=w, overflow="fold", justify=justify)
+        table.add_row(Text(name), *row[1:4])  # never read as rich markup
+        parts.append(table)
+        if len(row) > 4 and row[4]:
+            parts.append(Padding(Text(row[4], style="dim"), (0, 0, 0, 2)))
+    return parts
 
 
 def _summary_row(r: MediaResult) -> tuple[str, ...]:
@@ -190,7 +203,10 @@ def _summary_row(r: MediaResult) -> tuple[str, ...]:
         if r.segments:
             spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f}s" for s in r.segments[:3])
             more = f" +{len(r.segments) - 3}" if len(r.segments) > 3 else ""
-            details.append(f"flagged {spans}{more}")
+            if r.label == "fake":
+                details.append(f"flagged {spans}{more}")
+            else:  # frames over the threshold in a video that is not called fake
+                details.append(f"frames over the threshold at {spans}{more}, too few to flag it")
     if r.error:
         details.append(r.error)
     return (r.path, verdict, p, faces, safe_text("; ".join(details)))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -211,24 +212,26 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _metrics_table(metrics: dict) -> Table:
+def _metrics_table(metrics: dict) -> Group:
     """The headline metrics, then one row per group; every cell whole (no cut group names):
-    borderless columns leave room for them in 80 columns."""
+    borderless columns leave room for them in 80 columns. What the table is and the
+    confusion and calibration figures are lines of their own above and below it, wrapped at
+    the terminal's width rather than the table's (a label never parted from its number)."""
     from mesonet.output import plain_table
 
     keys = ("n", "auc", "ap", "eer", "accuracy", "precision", "recall", "f1")
     engine = f" ({metrics['backend']})" if metrics.get("backend") else ""
-    title = (
+    title = [
         f"{metrics['model']}{engine}: {metrics['level']} level, "
-        f"threshold {metrics['threshold']:.3f}, "
-        f"skipped {metrics['skipped']['no_face']} no-face / {metrics['skipped']['error']} errors"
-    )
+        f"threshold {metrics['threshold']:.3f}",
+        f"skipped {metrics['skipped']['no_face']} no-face / {metrics['skipped']['error']} errors",
+    ]
     rows = [(Text("all", style="bold"), metrics)]
     rows += [(Text(name), metrics[name]) for name in ("images", "videos") if name in metrics]
     groups = metrics["by_group"]
     rows += [(Text(g or "(none)"), v) for g, v in groups.items() if list(groups) != [""]]
     headers = ("n", "AUC", "AP", "EER", "acc", "prec", "recall", "F1")
-    table = plain_table(title=title, title_justify="left")
+    table = plain_table()
     cells = [[_fmt(values[k]) for k in keys] for _, values in rows]
     # numbers are never cut; a group name too long for the rest folds onto a second line
     table.add_column("group", overflow="fold", min_width=min(16, max(len(n) for n, _ in rows)))
@@ -239,8 +242,8 @@ def _metrics_table(metrics: dict) -> Table:
         table.add_row(name, *row)
     c = metrics["confusion"]
     # calibration is the model's, so it is told once (per group: --format json)
-    table.caption = (
-        f"confusion: tn {c['tn']}  fp {c['fp']}  fn {c['fn']}  tp {c['tp']}; "
-        f"calibration: ECE {_fmt(metrics.get('ece'))}, Brier {_fmt(metrics.get('brier'))}"
-    )
-    return table
+    caption = [
+        f"confusion: tn {c['tn']}  fp {c['fp']}  fn {c['fn']}  tp {c['tp']}",
+        f"calibration: ECE {_fmt(metrics.get('ece'))}, Brier {_fmt(metrics.get('brier'))}",
+    ]
+    return Group(*(Text(line) for line in title), table, *(Text(line) for line in caption))

@@ -97,7 +97,15 @@ def _models_table(cards: list, default: str | None) -> Table:
 
     wide = out.width >= CALIBRATED_MIN_WIDTH
     int8 = [card.name for card in cards if record_passes(card)]
+    # every word of "trained on" whole (an ensemble's member names are 25 characters): in
+    # 80 columns that leaves one space between columns instead of two
+    words = max((len(w) for card in cards for w in trained_on(card).split()), default=10)
+    names = max((len(card.name) for card in cards), default=5)
+    needed = names + words + sum(max(5, *map(len, h.split())) for _, h in MODEL_SETS)
+    columns = 2 + len(MODEL_SETS) + wide
+    roomy = needed + (20 if wide else 0) + 2 * (columns - 1) <= out.width
     table = plain_table(
+        padding=(0, 1) if roomy else (0, 0),
         title="Bundled models: ROC AUC measured by mesonet evaluate",
         title_justify="left",
         caption=(f"Default: {default} (first). " if default else "")
@@ -113,7 +121,7 @@ def _models_table(cards: list, default: str | None) -> Table:
         show_edge=False,
     )
     table.add_column("model", no_wrap=True)
-    table.add_column("trained on", overflow="fold", min_width=22)  # mesonet-deepfake-train
+    table.add_column("trained on", overflow="fold", min_width=words)
     for _, header in MODEL_SETS:
         table.add_column(header, justify="right", no_wrap=True)
     if wide:

@@ -249,7 +249,10 @@ class VideoEvidence:
         the video model."""
         check_video_options(rule, windows)
         if is_video_card(getattr(model, "card", None)):
-            raise MesonetError(f"{model.card.name} is a video model: pass it as video_model")
+            raise MesonetError(
+                f"{model.card.name} is a video model: give it as --video-model (the API's "
+                "video_model field), with a frame model as --model"
+            )
         self.temporal = None
         self._video_rule, self._video_windows, self._trust_unverified = rule, windows, trust
         self.video_model = video_model
