@@ -5,6 +5,12 @@ port, opens it in Debian's headless Chromium (``apt-get install chromium chromiu
 uploads FILE, waits for the verdict and saves the whole page as a PNG:
 
     python tools/page_screenshot.py src/mesonet/samples/df/df01254.jpg docs/images/web-result.png
+
+With ``--explain`` the page's Explain toggle is turned on first and only its panel (the
+evidence maps and where they point, in words) is saved:
+
+    python tools/page_screenshot.py src/mesonet/samples/df/df00204.jpg \
+        docs/images/web-explain.png --explain
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="the PNG to write")
     parser.add_argument("--model", default=None, help="default: the bundled default")
     parser.add_argument("--width", type=int, default=1100, help="window width, CSS pixels")
+    parser.add_argument("--explain", action="store_true", help="the Explain panel only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server, base = serve(args.model, Path(tmp) / "uploads")
@@ -66,10 +73,20 @@ def main() -> None:
             WebDriverWait(driver, 60).until(
                 lambda d: d.find_element(By.ID, "model-name").text not in ("", "…")
             )
+            if args.explain:
+                driver.find_element(By.ID, "opt-explain").click()
             driver.find_element(By.ID, "file").send_keys(str(args.file.resolve()))
             WebDriverWait(driver, 300).until(
                 lambda d: d.find_element(By.ID, "verdict-text").text.strip() != ""
             )
+            if args.explain:
+                panel = driver.find_element(By.ID, "explain-box")
+                WebDriverWait(driver, 60).until(lambda d: panel.is_displayed())
+                time.sleep(0.5)  # the maps decode
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                panel.screenshot(str(args.out))
+                print(f"{args.out}: {driver.find_element(By.ID, 'explain-text').text}")
+                return
             height = driver.execute_script("return document.documentElement.scrollHeight")
             driver.set_window_size(args.width, height + 140)
             time.sleep(0.5)  # the canvas redraws after the resize

@@ -30,7 +30,7 @@ MAX_FACES = 8
 """Faces of an image explained at most (the most suspicious)."""
 VIDEO_FACES = 3
 """Faces of a video's deciding track explained (its most suspicious frames)."""
-DATA_URL_SIDES = (128, 96, 64)
+DATA_URL_SIDES = (160, 128, 96, 64)
 """Sides tried, largest first, for a map sent as a data URL until it fits :data:`MAX_DATA_URL`."""
 MAX_DATA_URL = 64 * 1024
 """Longest data URL of one map (characters): a response carries at most
