@@ -90,3 +90,19 @@ def test_image_rules():
     with pytest.raises(MesonetError):
         check_judging(-1, 0.1, "max")
     assert unjudged_reason(100, None) is None
+
+
+def test_predict_judge_px_makes_a_face_too_small_to_judge(capsys, monkeypatch):
+    import json
+
+    from tests.test_cli_output import main_exit
+
+    path = str(sample_paths()[0])
+    code, out, err = main_exit(
+        ["predict", path, "--judge-px", "5000", "-f", "json"], capsys, monkeypatch
+    )
+    assert code in (0, None), err
+    record = json.loads(out)[0]
+    assert record["verdict"] == "uncertain"
+    assert record["note"].startswith("faces too small to judge: the largest is ")
+    assert record["faces"][0]["judged"] is False

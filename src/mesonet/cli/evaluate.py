@@ -20,6 +20,9 @@ from mesonet.cli.options import (
     FpsOption,
     FramesOption,
     ILimitOption,
+    ImageRuleOption,
+    JudgePxOption,
+    JudgeSharpnessOption,
     MaxFrameOption,
     MaxMemoryOption,
     MaxSecondsOption,
@@ -34,6 +37,7 @@ from mesonet.cli.options import (
     analysis_limits,
     input_limits,
 )
+from mesonet.judge import MIN_FACE_PX, MIN_SHARPNESS
 from mesonet.video import TRACK_SHARE, TRACK_SIZE
 
 
@@ -65,6 +69,9 @@ def evaluate_command(
     aggregate: AggregateOption = "mean",
     track_share: TrackShareOption = TRACK_SHARE,
     track_size: TrackSizeOption = TRACK_SIZE,
+    judge_px: JudgePxOption = MIN_FACE_PX,
+    judge_sharpness: JudgeSharpnessOption = MIN_SHARPNESS,
+    image_rule: ImageRuleOption = "max",
     backend: BackendOption = "auto",
     limit: EvalLimitOption = None,
     ilimit: ILimitOption = None,
@@ -125,6 +132,9 @@ def evaluate_command(
         aggregate=aggregate,
         track_share=track_share,
         track_size=track_size,
+        judge_px=judge_px,
+        judge_sharpness=judge_sharpness,
+        image_rule=image_rule,
         backend=backend,
         trust_unverified=trust_unverified,
         video_model=video_model,

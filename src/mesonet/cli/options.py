@@ -171,3 +171,36 @@ def analysis_limits(max_frame_mp: float, max_seconds: float, max_memory_mb: floa
         if not value > 0:
             raise typer.BadParameter("must be positive", param_hint=name)
     return AnalysisLimits.from_options(max_frame_mp, max_seconds, max_memory_mb)
+
+
+# Which faces may decide (mesonet.judge) and how an image's faces make its score.
+JudgePxOption = Annotated[
+    float,
+    typer.Option(
+        "--judge-px",
+        min=0.0,
+        metavar="PX",
+        help="Faces smaller than this (the larger side of the box, source pixels) are "
+        "reported but do not decide; a file with no face left is uncertain (0: judge all).",
+    ),
+]
+JudgeSharpnessOption = Annotated[
+    float,
+    typer.Option(
+        "--judge-sharpness",
+        min=0.0,
+        max=1.0,
+        metavar="S",
+        help="Faces less sharp than this (the share of detail finer than a 48 px face; "
+        "about 0.2 for a sharp face) are reported but do not decide (0: judge all).",
+    ),
+]
+ImageRuleOption = Annotated[
+    str,
+    typer.Option(
+        "--image-rule",
+        metavar="[max|largest|weighted]",
+        help="An image's score from its judged faces: the most suspicious (max), the "
+        "largest face's, or their log-odds weighted by size and detector confidence.",
+    ),
+]

@@ -16,6 +16,9 @@ from mesonet.cli.options import (
     FpsOption,
     FramesOption,
     ILimitOption,
+    ImageRuleOption,
+    JudgePxOption,
+    JudgeSharpnessOption,
     LimitOption,
     MaxFrameOption,
     MaxMemoryOption,
@@ -32,6 +35,7 @@ from mesonet.cli.options import (
     analysis_limits,
     input_limits,
 )
+from mesonet.judge import MIN_FACE_PX, MIN_SHARPNESS
 from mesonet.video import TRACK_SHARE, TRACK_SIZE
 
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -82,6 +86,9 @@ def predict_command(
     aggregate: AggregateOption = "mean",
     track_share: TrackShareOption = TRACK_SHARE,
     track_size: TrackSizeOption = TRACK_SIZE,
+    judge_px: JudgePxOption = MIN_FACE_PX,
+    judge_sharpness: JudgeSharpnessOption = MIN_SHARPNESS,
+    image_rule: ImageRuleOption = "max",
     backend: BackendOption = "auto",
     annotate: Annotated[
         Path | None,
@@ -144,6 +151,9 @@ def predict_command(
         aggregate=aggregate,
         track_share=track_share,
         track_size=track_size,
+        judge_px=judge_px,
+        judge_sharpness=judge_sharpness,
+        image_rule=image_rule,
         annotate_dir=annotate,
         explain=explain,
         backend=backend,
