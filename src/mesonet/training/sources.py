@@ -13,6 +13,7 @@ take a share of the epoch, made from the sources' real images in the same propor
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -101,6 +102,8 @@ def source_from_mapping(values: Mapping[str, Any], where: str = "") -> SourceSpe
         if not isinstance(value, kinds[key]) or bad_bool:
             raise TrainingError(f"{prefix}source {key} has the wrong type: {shown(value)}")
     data = dict(values)
+    if data["path"].startswith("~"):  # a data folder kept in the user's home (~/.cache/...)
+        data["path"] = os.path.expanduser(data["path"])
     for key in ("weight", "val_fraction"):
         if data.get(key) is not None:
             if not finite_number(data[key]):  # float() would overflow, or NaN pass
