@@ -311,7 +311,8 @@ def test_train_refuses_links_and_inputs_among_its_outputs(tmp_path, monkeypatch,
     afile = tmp_path / "afile"
     afile.write_text("x")
     refused([*argv, afile], monkeypatch, capsys, "not a folder")
-    refused([*argv, tmp_path / "no" / "run"], monkeypatch, capsys, "does not exist")
+    refused([*argv, afile / "no" / "run"], monkeypatch, capsys, "is a file, not a folder")
+    # a missing parent is no longer refused: it is made as the run starts (issue 34, item 11)
 
 
 # --------------------------------------------------------------------------- item 18

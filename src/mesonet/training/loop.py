@@ -181,10 +181,11 @@ def check_run_folder(
     out_dir: Path, inputs: Sequence[Path] = (), *, resume: bool = False, force: bool = False
 ) -> None:
     """Refuse (exit 2), before any data is read, a training folder that cannot take the run's
-    files (see :func:`mesonet.destinations.check_output_dir`), one of whose files is a link,
+    files (see :func:`mesonet.destinations.check_output_dir`; missing parents are created as
+    the run starts, as other trainers do), one of whose files is a link,
     a folder or a device, or that holds a model (``best.safetensors`` or ``summary.json``)
     while neither ``resume`` nor ``force`` is given."""
-    check_output_dir(out_dir, "training folder", inputs=inputs, create=False)
+    check_output_dir(out_dir, "training folder", inputs=inputs, create=False, parents=True)
     check_outputs_in(out_dir, (CHECKPOINT, BEST, LOG, CURVES, SUMMARY), "training output")
     held = [name for name in (BEST, SUMMARY) if (out_dir / name).exists()]
     if held and not (resume or force):
