@@ -136,7 +136,8 @@ AugmentOption = Annotated[
     typer.Option(
         help=(
             "none, flip, light, paper, standard (default), video (standard plus H.264 "
-            "re-encoding) or strong."
+            "re-encoding), strong, or wild (every degradation of evaluate --perturb at "
+            "random strengths: shrinking, blur, noise, JPEG, WebP, H.264, MPEG-4, VP9)."
         ),
         metavar="LEVEL",
     ),
