@@ -27,6 +27,12 @@ MAX_CARD_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in a card (the bundled ones: 5)."""
 MAX_INPUT_SIZE = 4096
 """Largest network input side a card may name (the bundled models take 224 or 256 px)."""
+MEAN_RANGE = (0.0, 1.0)
+"""A card's ``mean`` per channel: a mean of pixel values, which lie in [0, 1]."""
+STD_RANGE = (1e-3, 1e3)
+"""A card's ``std`` per channel: with it and a mean in :data:`MEAN_RANGE`, ``(x - mean) /
+std`` stays within +-1000 for every pixel, a range float32 holds to 7 digits (a std of
+1e-300 is 0 in float32: every input became infinite and every face scored the same)."""
 MAX_MEMBERS = 8
 """Most members an ensemble may have (the bundled ones have 3): each is a whole model in
 memory and a forward pass per crop. The web service's ``model`` field has the same cap."""
@@ -124,15 +130,16 @@ class ModelCard:
                         f"not {shown(value)}"
                     )
             elif f.name in ("mean", "std"):
+                low, high = MEAN_RANGE if f.name == "mean" else STD_RANGE
                 if not (
                     isinstance(value, list)
                     and len(value) == 3
-                    and all(finite_number(v) for v in value)
-                    and (f.name == "mean" or all(v > 0 for v in value))
+                    and all(finite_number(v) and low <= v <= high for v in value)
                 ):
-                    what = "positive" if f.name == "std" else "finite"
+                    what = "positive numbers" if f.name == "std" else "numbers"
                     raise ValueError(
-                        f"{f.name} must be a list of 3 {what} numbers, not {shown(value)}"
+                        f"{f.name} must be a list of 3 {what} from {low:g} to {high:g}, "
+                        f"not {shown(value)}"
                     )
             elif f.name == "members":
                 if not isinstance(value, list):
