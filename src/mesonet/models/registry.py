@@ -41,6 +41,7 @@ from mesonet.models.references import (
     locate,
     relative_members,
 )
+from mesonet.models.sequence import is_video_card
 from mesonet.models.video_models import (
     Meso4Video,
     TemporalConv,
@@ -269,6 +270,11 @@ class _Loader:
             if cycle:
                 raise ModelError(f"{card_path}: its members form a cycle: {cycle_text(cycle)}")
             raise ModelError(f"{where}{name}: an ensemble cannot be a member of another ensemble")
+        if is_video_card(card):  # it scores runs of frames, never one crop
+            raise ModelError(
+                f"{where}{name} is a video model: it cannot be a member of an ensemble "
+                "(give it as --video-model)"
+            )
         return self.single(path, reference, card)
 
     def ensemble(self, path: Path, card: ModelCard) -> Ensemble:

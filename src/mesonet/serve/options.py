@@ -119,6 +119,15 @@ def check_model_name(value: str) -> str:
             f"model must be a bundled model ({', '.join(names) or 'none'}) or up to "
             f"{MAX_MEMBERS} bundled names joined by +, not {value[:100]!r}",
         )
+    from mesonet.pipeline.temporal import bundled_video_models
+
+    video = [p for p in parts if p in bundled_video_models()]
+    if video:  # a video model scores runs of frames, never one crop: by kind, up front
+        raise ServiceError(
+            422,
+            f"model {value[:100]!r}: {', '.join(video)} is a video model: send it as "
+            "video_model (model takes image models)",
+        )
     nested = [p for p in parts if names[p].suffix == ".json"] if len(parts) > 1 else []
     if nested:
         raise ServiceError(
