@@ -65,8 +65,8 @@ class AnalysisLimits:
         if width * height > self.max_frame_pixels:
             raise BudgetError(
                 f"video frames are {width}x{height} pixels "
-                f"({width * height / 1e6:.1f} MP), over the "
-                f"{self.max_frame_pixels / 1e6:.1f} MP limit (--max-frame-mp)"
+                f"({megapixels(width * height)} MP), over the "
+                f"{megapixels(self.max_frame_pixels)} MP limit (--max-frame-mp)"
             )
         needed_mb = width * height * 3 * FRAMES_HELD / 2**20
         if needed_mb > self.memory_mb:
@@ -117,3 +117,10 @@ class AnalysisClock:
                     f"analysis stopped: it grew memory by {now - self.baseline_mb:,.0f} MB, "
                     f"over the {self.limits.memory_mb:g} MB limit per file (--max-memory-mb)"
                 )
+
+
+def megapixels(pixels: int) -> str:
+    """``pixels`` in megapixels for messages: one decimal from 1 MP up, else two significant
+    digits (a 0.05 MP limit is not "0.1")."""
+    value = pixels / 1e6
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"

@@ -89,6 +89,8 @@ def calibration_crops(folder: str | Path, n: int = CALIBRATION_SIZE) -> np.ndarr
     from mesonet.faces import crop_whole
     from mesonet.media import read_image
 
+    if n < 1:
+        raise ValueError(f"calibration needs at least one crop, not {n}")
     files = image_files(folder)
     if not files:
         raise FileNotFoundError(f"{folder}: no images to calibrate on")
@@ -385,6 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="an ensemble member kept whole in fp32 (repeatable; default: the card's record)",
     )
     args = parser.parse_args(argv)
+    if args.n < 1:
+        print(f"error: -n must be at least 1 crop, not {args.n}", file=sys.stderr)
+        return 2
     from mesonet.backends.int8_choice import fp32_members
     from mesonet.errors import MesonetError
     from mesonet.models import load_model

@@ -50,6 +50,23 @@ def record_passes(card: Any) -> bool:
         return False
 
 
+def auto_runs_int8(card: Any) -> bool:
+    """Whether ``auto`` runs a model with this card in int8 here, as far as the card and this
+    installation tell before the model is loaded: a passing record (:func:`record_passes`),
+    OpenVINO, and a cache to keep the int8 graph in (not with ``MESONET_NO_CACHE``, nor once a
+    write to the cache failed). What lists the models scored in int8 says this, not the
+    record alone."""
+    import importlib.util
+
+    from mesonet.backends.cache import writable_folder
+
+    return (
+        record_passes(card)
+        and importlib.util.find_spec("openvino") is not None
+        and writable_folder("openvino-int8") is not None
+    )
+
+
 def fp32_members(model: nn.Module) -> list[str]:
     """The ensemble members the card's int8 record keeps whole in fp32 (none when absent)."""
     record = getattr(getattr(model, "card", None), "int8", None) or {}

@@ -9,7 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mesonet.serve.errors import ServiceError
+from mesonet.errors import MesonetError
+from mesonet.serve.errors import ServiceError, public_text
 
 MAX_OTHER_MODELS = 4
 """Models besides the served one kept loaded for requests that pick them."""
@@ -50,6 +51,8 @@ class DetectorPools:
         self.slots = slots
         built = [factory() for _ in range(slots)]
         self.first = built[0]  # for the model's name, card and defaults
+        # the engine each model's detectors run here (openvino-int8 is listed as such)
+        self.backends = {getattr(self.first, "model_name", ""): getattr(self.first, "backend", "")}
         self.detectors: queue.Queue[Any] = queue.Queue()
         for detector in built:
             self.detectors.put(detector)
@@ -77,9 +80,13 @@ class DetectorPools:
                 built[0] += 1
         if build:
             try:
-                return self.model_factory(model), pool
-            except BaseException:
+                detector = self.model_factory(model)
+            except BaseException as exc:
                 with self._pools_lock:
                     built[0] -= 1
+                if isinstance(exc, MesonetError):  # a model refused: one line, no traceback
+                    raise ServiceError(422, public_text(f"model {model!r}: {exc}")) from None
                 raise
+            self.backends[model] = getattr(detector, "backend", "")
+            return detector, pool
         return pool.get(timeout=60), pool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,6 +12,26 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+
+
+MAX_DETAIL_CHARS = 500
+"""Longest error message a response carries (the rest is cut, with "...")."""
+_SERVER_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"()\[\],:;]+/)+")
+"""The folders of an absolute path (``/srv/x/`` in ``/srv/x/model.xml``)."""
+
+
+def public_text(text: str, names: dict[str, str] | None = None) -> str:
+    """``text`` fit for a response body: each key of ``names`` (the upload's path on the
+    server) replaced by its value (the client's file name), every other absolute path cut to
+    its file name (no server paths), on one line of at most :data:`MAX_DETAIL_CHARS`."""
+    names = names or {}
+    marks = [f"\x00{i}\x00" for i in range(len(names))]
+    for mark, path in zip(marks, names, strict=True):
+        text = text.replace(path, mark)
+    text = " ".join(_SERVER_PATH.sub("", text).split())
+    for mark, name in zip(marks, names.values(), strict=True):
+        text = text.replace(mark, name)
+    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 3] + "..."
 
 
 class ErrorBody(BaseModel):

@@ -187,9 +187,9 @@ def models(request: Request) -> dict[str, Any]:
     """``serving``: the model answering requests (card and defaults); ``default``: the
     bundled default's name; ``bundled``: every bundled model's card (a request picks one
     with the form field ``model``); ``video_models``: the bundled video models (form field
-    ``video_model``); ``int8``: the bundled models ``auto`` runs in int8 (their cards record
-    an AUC change within 0.005 on every dev set; their metrics are the fp32 ones)."""
-    from mesonet.backends.int8_choice import record_passes
+    ``video_model``); ``int8``: the bundled models a request picking them is scored in int8
+    by (their cards record an AUC change within 0.005 on every dev set, and this server runs
+    them so: never without a cache; their metrics are the fp32 ones)."""
     from mesonet.models import default_model_name, list_models
     from mesonet.pipeline.temporal import bundled_video_models
 
@@ -199,7 +199,7 @@ def models(request: Request) -> dict[str, Any]:
         "default": default_model_name(),
         "bundled": [dataclasses.asdict(card) for card in cards],
         "video_models": bundled_video_models(),
-        "int8": [card.name for card in cards if record_passes(card)],
+        "int8": _service(request).int8_models(cards),
     }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mesonet.serve.detectors import DetectorPools
-from mesonet.serve.errors import ServiceError
+from mesonet.serve.errors import ServiceError, public_text
 from mesonet.serve.extras import annotated_extra
 from mesonet.serve.options import Options
 from mesonet.serve.upload import READ_IDLE_S, READ_TOTAL_S, Upload
@@ -108,6 +108,19 @@ class Service:
             "track_size": getattr(detector, "track_size", None),
         }
 
+    def int8_models(self, cards: list[Any]) -> list[str]:
+        """The names of the bundled models (``cards``) a request is scored in int8 by: where
+        this server has built the model's detectors, what they run; else what ``auto``
+        would (:func:`~mesonet.backends.int8_choice.auto_runs_int8`)."""
+        from mesonet.backends.int8_choice import auto_runs_int8
+
+        built = self.pools.backends
+        return [
+            card.name
+            for card in cards
+            if (built[card.name] == "openvino-int8" if card.name in built else auto_runs_int8(card))
+        ]
+
     # ------------------------------------------------------------------ inference
 
     def _work(self, upload: Upload, kind: str, options: Options, crops: bool) -> dict[str, Any]:
@@ -132,8 +145,8 @@ class Service:
             finally:
                 pool.put(detector)
             result.path = upload.filename
-            if result.error:
-                result.error = result.error.replace(str(upload.path), upload.filename)
+            if result.error:  # one line, the client's file name, no server path
+                result.error = public_text(result.error, {str(upload.path): upload.filename})
             record = result.to_dict()
             if extra is not None:
                 record["annotated"] = extra
