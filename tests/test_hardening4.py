@@ -279,3 +279,238 @@ def test_concurrent_first_requests_wait_for_one_int8_build(
         thread.join()
     assert not errors and names == ["openvino-int8", "openvino-int8"] and len(builds) == 1
     assert len(list((cache / "openvino-int8").iterdir())) == 1
+
+
+# --------------------------------------------------------------------------- item 2: bodies
+
+TestClient = pytest.importorskip("fastapi.testclient").TestClient
+SAMPLE = sorted(SAMPLES.rglob("*.jpg"))[0]
+GRAPH_DUMP = (
+    "Tracing failed sanity checks!\nERROR: Graphs differed across invocations!\n"
+    + "\tGraph diff:\n\t\tgraph(%self.1 : __torch__.x,\n" * 5000
+    + "  File /usr/lib/python3/site-packages/torch/jit/_trace.py, line 123\n"
+)
+
+
+def _cli(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """``mesonet argv`` through main(), as the command runs: exit code, stdout, stderr."""
+    import sys
+
+    from mesonet.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mesonet", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def _post(client, data=None):
+    with SAMPLE.open("rb") as fh:
+        return client.post("/api/v1/detect", files={"file": ("face.jpg", fh)}, data=data)
+
+
+def test_service_errors_are_one_line_without_graph_dumps_or_server_paths(tmp_path, monkeypatch):
+    from mesonet.pipeline.analysis import Analysis
+    from mesonet.serve import create_app
+
+    def traced(*args, **kwargs):
+        raise RuntimeError(f"{tmp_path}/weights/x.xml: " + GRAPH_DUMP)
+
+    monkeypatch.setattr(Analysis, "image", traced)
+    with TestClient(create_app("meso4.f2f", tmp_dir=tmp_path / "up")) as client:
+        answer = _post(client)
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert len(answer.content) < 1000 and "\n" not in detail
+    assert "Tracing failed sanity checks" in detail and str(tmp_path) not in detail
+    assert "Graphs differed" not in detail and "/usr/lib" not in detail
+
+
+def test_a_model_refused_when_a_request_picks_it_is_a_422_not_a_500(tmp_path):
+    from mesonet.errors import ModelError
+    from mesonet.serve import create_app
+
+    def refuse(name):
+        raise ModelError(f"/srv/models/{name}.safetensors: weights do not match")
+
+    app = create_app("meso4.f2f", tmp_dir=tmp_path / "up", model_factory=refuse)
+    with TestClient(app) as client:
+        answer = _post(client, {"model": "meso4.df"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == "model 'meso4.df': meso4.df.safetensors: weights do not match"
+
+
+# --------------------------------------------------------------------------- item 3
+
+
+def _card_copy(tmp_path: Path, **fields) -> Path:
+    """efficientnet_lite0.noffpp with ``fields`` changed in its card, its tensors (and
+    their sha256) unchanged."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    from mesonet.models.registry import CARD_KEY, resolve_model_path
+
+    with safe_open(str(resolve_model_path("efficientnet_lite0.noffpp")), framework="pt") as f:
+        card = json.loads(f.metadata()[CARD_KEY])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not iterable
+    card.update(fields)
+    path = tmp_path / "copy.safetensors"
+    path.write_bytes(save(tensors, metadata={CARD_KEY: json.dumps(card)}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("std", [1e-300, 1e-300, 1e-300]),
+        ("std", [1e300, 1e300, 1e300]),
+        ("mean", [1e300, 1e300, 1e300]),
+        ("mean", [-1e300, -1e300, -1e300]),
+    ],
+)
+def test_card_numbers_float32_cannot_compute_are_refused_in_one_line(
+    field, value, tmp_path, monkeypatch, capsys
+):
+    path = _card_copy(tmp_path, **{field: value})
+    code, out, err = _cli(["predict", str(SAMPLE), "--model", str(path)], monkeypatch, capsys)
+    (line,) = err.strip().splitlines()
+    assert code == 2 and out == ""
+    assert f"{field} must be a list of 3" in line and "from 0" in line
+
+
+def test_card_numbers_within_their_bounds_still_load(tmp_path):
+    path = _card_copy(tmp_path, mean=[0.0, 0.5, 1.0], std=[0.001, 1.0, 1000.0])
+    assert load_model(path).card.std == [0.001, 1.0, 1000.0]
+
+
+# --------------------------------------------------------------------------- item 8
+
+
+def test_a_video_model_in_an_ensemble_is_refused_up_front_by_the_cli(monkeypatch, capsys):
+    argv = ["predict", str(SAMPLE), "--model", "meso4.f2f+temporal_conv.lite0-ffpp"]
+    code, out, err = _cli(argv, monkeypatch, capsys)
+    (line,) = err.strip().splitlines()
+    assert code == 2 and out == "" and "temporal_conv.lite0-ffpp is a video model" in line
+
+
+def test_a_video_model_in_an_ensemble_card_is_refused(tmp_path):
+    import json
+
+    from mesonet.errors import ModelError
+
+    card = {
+        "name": "mixed",
+        "arch": "ensemble",
+        "members": [{"model": "meso4.f2f"}, {"model": "temporal_conv.lite0-ffpp"}],
+    }
+    (tmp_path / "mixed.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="is a video model: it cannot be a member"):
+        load_model(tmp_path / "mixed.json")
+
+
+@pytest.mark.parametrize(
+    "model", ["temporal_conv.lite0-ffpp", "meso4.f2f+temporal_conv.lite0-ffpp"]
+)
+def test_a_video_model_as_a_request_s_model_is_a_422_up_front(model, tmp_path):
+    from mesonet.serve import create_app
+
+    with TestClient(create_app("meso4.f2f", tmp_dir=tmp_path / "up")) as client:
+        answer = _post(client, {"model": model})
+    assert answer.status_code == 422, answer.text
+    assert (
+        "temporal_conv.lite0-ffpp is a video model: send it as video_model"
+        in (answer.json()["detail"])
+    )
+
+
+# --------------------------------------------------------------------------- item 10
+
+
+@ON_OPENVINO
+def test_without_a_cache_the_service_lists_no_model_as_int8(tmp_path, monkeypatch):
+    from mesonet.serve import create_app
+
+    monkeypatch.setenv("MESONET_NO_CACHE", "1")
+    with TestClient(create_app(None, tmp_dir=tmp_path / "up")) as client:
+        shown = client.get("/api/v1/models").json()
+    assert shown["serving"]["backend"] == "openvino" and shown["int8"] == []
+
+
+@ON_OPENVINO
+def test_the_service_lists_a_model_as_int8_only_as_it_runs_it(tmp_path):
+    from mesonet import Detector
+    from mesonet.backends.int8_choice import record_passes
+    from mesonet.models import list_models
+    from mesonet.serve import create_app
+
+    passing = [card.name for card in list_models() if record_passes(card)]
+    assert passing  # the bundled default's record
+    app = create_app(
+        tmp_dir=tmp_path / "up", detector_factory=lambda: Detector(passing[0], backend="openvino")
+    )
+    with TestClient(app) as client:
+        shown = client.get("/api/v1/models").json()
+    assert passing[0] not in shown["int8"]  # served in fp32 here, whatever its card says
+
+
+def test_the_int8_command_refuses_no_crops_in_one_line(capsys):
+    from mesonet.backends.int8 import main
+
+    assert main(["meso4.f2f", str(SAMPLES), "-n", "0"]) == 2
+    assert capsys.readouterr().err == "error: -n must be at least 1 crop, not 0\n"
+
+
+def test_a_frame_limit_under_a_tenth_of_a_megapixel_is_reported_as_given():
+    from mesonet.budget import AnalysisLimits, BudgetError
+
+    with pytest.raises(BudgetError, match=r"\(0\.17 MP\), over the 0\.05 MP limit"):
+        AnalysisLimits(max_frame_pixels=50_000).check_frame_size(480, 360)
+
+
+# --------------------------------------------------------------------------- item 12
+
+
+def test_every_record_names_the_engine_that_scored_it(tmp_path):
+    import csv
+    import io
+
+    from mesonet import Detector
+    from mesonet.results import csv_header, to_csv_line
+
+    detector = Detector("meso4.f2f", faces="none", backend="torch")
+    (image,) = detector.predict_many([SAMPLE])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    error = detector.predict(broken)
+    assert image.to_dict()["backend"] == error.to_dict()["backend"] == "torch"
+    assert list(image.to_dict())[:9] == [
+        "path", "kind", "status", "fake_probability", "label", "verdict", "model", "backend",
+        "faces",
+    ]  # fmt: skip
+    (row,) = csv.DictReader(io.StringIO(csv_header() + to_csv_line(image)))
+    assert row["backend"] == "torch"
+
+
+def test_the_api_and_json_records_name_their_engine(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mesonet.cli import app
+    from mesonet.serve import create_app
+
+    out = CliRunner().invoke(
+        app, ["predict", str(SAMPLE), "--model", "meso4.f2f", "--backend", "torch", "-f", "json"]
+    )
+    assert json.loads(out.stdout)[0]["backend"] == "torch"
+    from mesonet import Detector
+
+    def factory():
+        return Detector("meso4.f2f", backend="torch")
+
+    with TestClient(create_app(tmp_dir=tmp_path / "up", detector_factory=factory)) as client:
+        assert _post(client).json()["backend"] == "torch"

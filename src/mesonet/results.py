@@ -25,6 +25,7 @@ CSV_COLUMNS = (
     "label",
     "verdict",
     "model",
+    "backend",  # the engine that scored it: openvino-int8 scores are not exact
     "face_detections",  # faces found: in a video, one per face per analysed frame
     "face_tracks",  # video only: the distinct faces followed across frames
     "frames_analyzed",
@@ -197,6 +198,8 @@ class MediaResult:
     video_model: str | None = None
     video_rule: str | None = None
     evidence: str | None = None
+    # the engine that scored it (mesonet.backends): openvino-int8 scores are not exact ones
+    backend: str | None = None
     # why the verdict is uncertain whatever the score: no face could be judged
     # (mesonet.judge), e.g. "faces too small to judge: the largest is 31 px"
     note: str | None = None
@@ -228,6 +231,7 @@ class MediaResult:
             "label": self.label,
             "verdict": self.verdict,
             "model": self.model,
+            "backend": self.backend,
             "faces": [f.to_dict(self.is_video) for f in self.faces],
         }
         if self.is_video:
@@ -256,6 +260,7 @@ class MediaResult:
             "label": self.label or "",
             "verdict": self.verdict or "",
             "model": self.model,
+            "backend": self.backend or "",
             "face_detections": len(self.faces),
             "face_tracks": len({f.track for f in self.faces}) if self.is_video else "",
             "frames_analyzed": "" if self.frames_analyzed is None else self.frames_analyzed,

@@ -149,8 +149,13 @@ class Detector(FaceDetectors, VideoEvidence):
         return Analysis.of(self).records.verdict(probability, rule)
 
     def predict(self, path: str | os.PathLike[str], kind: str | None = None) -> MediaResult:
-        """The verdict on one image or video; bad input gives ``status='error'``, never raises."""
-        path = Path(path)
+        """The verdict on one image or video; bad input gives ``status='error'``, never raises.
+        The record names the engine that scored it (``backend``)."""
+        result = self._predict(Path(path), kind)
+        result.backend = self.backend
+        return result
+
+    def _predict(self, path: Path, kind: str | None) -> MediaResult:
         kind = kind or media_kind(path)
         clock = self.limits.start()
         try:
@@ -174,7 +179,9 @@ class Detector(FaceDetectors, VideoEvidence):
         with closing(read_ahead(items, self.batch_size, load)) as batches:
             for item in batches:
                 if isinstance(item, ImageBatch):  # scored under the settings of now
-                    yield from Analysis.of(self).images(item, retry=self.predict)
+                    for result in Analysis.of(self).images(item, retry=self.predict):
+                        result.backend = self.backend
+                        yield result
                 else:
                     yield self.predict(item.path, item.kind)
 

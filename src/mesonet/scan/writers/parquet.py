@@ -88,6 +88,7 @@ def parquet_schema() -> Any:
             ("label", pa.string()),
             ("verdict", pa.string()),
             ("model", pa.string()),
+            ("backend", pa.string()),  # the engine that scored it
             ("faces", pa.list_(face)),
             ("frames_analyzed", pa.int64()),
             ("duration_s", pa.float64()),
@@ -125,6 +126,7 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
         key: row.get(key)
         for key in ("path", "kind", "status", "fake_probability", "label", "verdict", "model")
     }
+    record["backend"] = row.get("backend")
     faces = row.get("faces") or []
     record["faces"] = [
         dict(f) if video else {k: v for k, v in f.items() if k not in VIDEO_FACE_KEYS}
