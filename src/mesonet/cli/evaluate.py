@@ -196,7 +196,8 @@ def robustness_table(table: dict) -> Table:
         f"seed {table['seed']}"
     )
     grid = plain_table(title=title, title_justify="left")
-    for header in ("degradation", "n", "AUC", "change", "false alarms", "detected", "uncertain"):
+    headers = ("degradation", "n", "AUC", "change", "false alarms", "detected", "not judged")
+    for header in headers:
         grid.add_column(
             header, no_wrap=True, justify="left" if header == "degradation" else "right"
         )
@@ -209,11 +210,12 @@ def robustness_table(table: dict) -> Table:
             "-" if change is None else f"{change:+.4f}",
             _rate(row["false_alarm_rate"]),
             _rate(row["detection_rate"]),
-            _rate(row["uncertain_rate"]),
+            _rate(row["not_judged_rate"]),
         )
     grid.caption = (
         "false alarms: real files called likely forged; detected: forged files called likely "
-        "forged; change: AUC against the undegraded files of the same kind"
+        "forged; not judged: files whose faces are all too small or blurred to judge "
+        "(uncertain); change: AUC against the undegraded files of the same kind"
     )
     return grid
 
@@ -255,5 +257,8 @@ def _metrics_table(metrics: dict) -> Group:
     caption = [
         f"confusion: tn {c['tn']}  fp {c['fp']}  fn {c['fn']}  tp {c['tp']}",
         f"calibration: ECE {_fmt(metrics.get('ece'))}, Brier {_fmt(metrics.get('brier'))}",
+        f"verdicts: {_rate(metrics.get('false_alarm_rate'))} of real files likely forged, "
+        f"{_rate(metrics.get('detection_rate'))} of forged ones",
+        f"not judged (faces too small or blurred): {_rate(metrics.get('not_judged_rate'))}",
     ]
     return Group(*(Text(line) for line in title), table, *(Text(line) for line in caption))

@@ -25,7 +25,16 @@ from mesonet.inputs import Limits
 from mesonet.media import read_image
 from mesonet.pipeline import Detector
 
-ROW_KEYS = ("n", "auc", "auc_change", "false_alarm_rate", "detection_rate", "uncertain_rate")
+ROW_KEYS = (
+    "n",
+    "auc",
+    "auc_change",
+    "false_alarm_rate",
+    "detection_rate",
+    "uncertain_rate",
+    "not_judged_rate",
+    "auc_judged",
+)
 
 
 def _relative(lab: Labelled, data: Path) -> Path:

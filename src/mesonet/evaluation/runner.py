@@ -77,6 +77,11 @@ def _metrics_for(
     metrics = compute_metrics(y, s, threshold, groups=groups)
     metrics["skipped"] = {"no_face": skipped.get("no_face", 0), "error": skipped.get("error", 0)}
     metrics.update(verdict_rates(y, [r.verdict for _, r in scored]))
+    judged = [i for i, (_, r) in enumerate(scored) if r.note is None]
+    metrics["not_judged_rate"] = 1 - len(judged) / len(scored) if scored else None
+    yj = y[judged] if scored else y
+    both = bool(len(judged)) and 0 < int(yj.sum()) < len(judged)
+    metrics["auc_judged"] = compute_metrics(yj, s[judged], threshold)["auc"] if both else None
     return metrics
 
 
