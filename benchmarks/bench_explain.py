@@ -10,7 +10,7 @@ crops (dfdc-faces test reals, or the packaged samples without ../shared), resize
   the crop and its occluded copies), and the whole entry the record gets (the map, the
   overlay and its PNG).
 
-Seconds per face (median over the faces), and each as a ratio to one plain face::
+Milliseconds per face (median over the faces), and each as a ratio to one plain face::
 
     python benchmarks/bench_explain.py                 # ~1 min
 """
@@ -75,17 +75,21 @@ def main() -> None:
 
     whole = per_face(entry, faces)
     rows = [
-        ["plain score, one face a call", one, "1.00x"],
-        ["plain score, batch 64 (per face)", batched, f"{batched / one:.2f}x"],
-        [f"evidence map ({occlusion.batch_size} crops, one call)", mapped, f"{mapped / one:.2f}x"],
-        ["map + overlay + PNG (the record's)", whole, f"{whole / one:.2f}x"],
+        ["plain score, one face a call", 1000 * one, "1.00x"],
+        ["plain score, batch 64 (per face)", 1000 * batched, f"{batched / one:.2f}x"],
+        [
+            f"evidence map ({occlusion.batch_size} crops, one call)",
+            1000 * mapped,
+            f"{mapped / one:.1f}x",
+        ],
+        ["map + overlay + PNG (the record's)", 1000 * whole, f"{whole / one:.1f}x"],
     ]
     title = (
         f"{detector.model_name} on {detector.backend}, {len(faces)} faces, "
         f"occlusion {occlusion.grid}x{occlusion.grid} cells, {occlusion.fill} "
-        f"{256 // occlusion.grid * occlusion.patch} px patches: seconds per face"
+        f"{256 // occlusion.grid * occlusion.patch} px patches: ms per face"
     )
-    print(table(title, ["what", "s/face", "vs plain"], rows))
+    print(table(title, ["what", "ms/face", "vs plain"], rows))
     print(watch.note())
 
 

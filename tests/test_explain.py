@@ -275,6 +275,7 @@ def test_api_explain_true_returns_maps_within_the_size_limits(served_model, face
 # --------------------------------------------------------------------------- measured
 
 
+@pytest.mark.slow  # 80 maps of the default: minutes on 2 cores
 def test_maps_of_self_blended_fakes_peak_inside_the_blend_mask():
     """The docs' figure, on the first 40 dfdc-faces test reals made self-blended (seeded):
     the default's maps peak inside the blend mask far more often than a point drawn at random
