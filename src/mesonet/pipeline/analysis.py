@@ -92,6 +92,7 @@ class Analysis:
             min_face_px=d.judge_px,
             min_sharpness=d.judge_sharpness,
             image_rule=d.image_rule,
+            backend=d.backend,
         )
         return cls(
             finder=FaceFinder(detect, d.margin, d.resize),
@@ -143,7 +144,7 @@ class Analysis:
             log.debug("batch failed, retrying one by one", exc_info=True)
             done = {p: retry(p, "image") for p, _, _ in readable}
         return [
-            error_record(p, "image", im, self.records.model)
+            error_record(p, "image", im, self.records.model, self.records.backend)
             if isinstance(im, Exception)
             else done[p]
             for p, im in pairs

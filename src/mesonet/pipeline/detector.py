@@ -151,11 +151,7 @@ class Detector(FaceDetectors, VideoEvidence):
     def predict(self, path: str | os.PathLike[str], kind: str | None = None) -> MediaResult:
         """The verdict on one image or video; bad input gives ``status='error'``, never raises.
         The record names the engine that scored it (``backend``)."""
-        result = self._predict(Path(path), kind)
-        result.backend = self.backend
-        return result
-
-    def _predict(self, path: Path, kind: str | None) -> MediaResult:
+        path = Path(path)
         kind = kind or media_kind(path)
         clock = self.limits.start()
         try:
@@ -167,7 +163,7 @@ class Detector(FaceDetectors, VideoEvidence):
                 return Analysis.of(self).video(path, clock)
             raise unreadable(path)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the file's error record
-            return error_record(path, kind, exc, self.model_name)
+            return error_record(path, kind, exc, self.model_name, self.backend)
 
     def predict_items(self, items: Iterable[Input]) -> Iterator[MediaResult]:
         """Results for discovered inputs, in order; images are batched ``batch_size`` at a time.
@@ -179,9 +175,7 @@ class Detector(FaceDetectors, VideoEvidence):
         with closing(read_ahead(items, self.batch_size, load)) as batches:
             for item in batches:
                 if isinstance(item, ImageBatch):  # scored under the settings of now
-                    for result in Analysis.of(self).images(item, retry=self.predict):
-                        result.backend = self.backend
-                        yield result
+                    yield from Analysis.of(self).images(item, retry=self.predict)
                 else:
                     yield self.predict(item.path, item.kind)
 

@@ -72,6 +72,7 @@ class Records:
         min_face_px, min_sharpness: faces below either are reported but not judged
             (:mod:`mesonet.judge`); 0 judges every face.
         image_rule: how an image's judged faces make its score (:data:`IMAGE_RULES`).
+        backend: the engine that scores (each record names it; None: not known).
     """
 
     model: str
@@ -86,6 +87,7 @@ class Records:
     min_face_px: float = MIN_FACE_PX
     min_sharpness: float = MIN_SHARPNESS
     image_rule: str = "max"
+    backend: str | None = None
 
     def label(self, probability: float, rule: str | None = None) -> str:
         """``fake`` or ``real`` at the threshold (a video rule's own cut with ``rule``)."""
@@ -131,7 +133,9 @@ class Records:
         """An image's record: its judged faces decide by :attr:`image_rule`; with none
         judged, the verdict is ``uncertain`` and ``note`` says why."""
         faces = self._faces_of(frame)
-        result = MediaResult(path=str(path), kind="image", status="no_face", model=self.model)
+        result = MediaResult(
+            path=str(path), kind="image", status="no_face", model=self.model, backend=self.backend
+        )
         result.error = None if faces else self.no_face_reason("image", frame.size)
         if faces:
             judged = [f for f in faces if f.judged]
@@ -174,6 +178,7 @@ class Records:
             kind="video",
             status="no_face",
             model=self.model,
+            backend=self.backend,
             faces=faces,
             frames_analyzed=len(analysed),
             duration_s=round(info.duration_s, 3),
@@ -255,8 +260,11 @@ def first_line(exc: BaseException) -> str:
     return line if len(line) <= MAX_DETAIL_CHARS else line[: MAX_DETAIL_CHARS - 3] + "..."
 
 
-def error_record(path: Path, kind: str | None, exc: Exception, model: str) -> MediaResult:
-    """The error record for a file that failed with ``exc``."""
+def error_record(
+    path: Path, kind: str | None, exc: Exception, model: str, backend: str | None = None
+) -> MediaResult:
+    """The error record for a file that failed with ``exc`` (``backend``: the engine that
+    would have scored it)."""
     if isinstance(exc, MesonetError | MediaError):
         message = str(exc)
     else:  # a decoder's own failure: keep the detail for debugging, one line for the user
@@ -267,5 +275,6 @@ def error_record(path: Path, kind: str | None, exc: Exception, model: str) -> Me
         kind=kind if kind in ("image", "video") else None,
         status="error",
         model=model,
+        backend=backend,
         error=" ".join(message.split()) or "unknown error",
     )
