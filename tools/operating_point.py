@@ -8,7 +8,9 @@ calling at most 5% of the real files of every measured set forged (issue 33, ite
         --write src/mesonet/models/weights/ensemble.lite0-f2f.json
 
 Each SET is a labelled folder (real/ and fake/) and how faces are found there (``none``:
-the images are face crops; ``detect``: MTCNN, as ``mesonet predict``). Files are scored as
+the images are face crops; ``detect``: MTCNN, as ``mesonet predict``), or the records of
+``mesonet predict FOLDER -r -f jsonl`` (``RECORDS.jsonl:records``), each file labelled by its
+class folder. Files are scored as
 ``mesonet predict`` scores them (judging rules included); a file without a judged face is
 ``uncertain`` whatever its score and so never a false alarm, and it counts as undetected.
 Per set, the cut is the smallest score above which at most ``--max-false-alarm`` of its real
@@ -44,12 +46,34 @@ def _cut(real_scores: list[float], share: float) -> float:
 
 def set_name(folder: str) -> str:
     """``dfdc-faces/val`` for ``../shared/datasets/dfdc-faces/val``, else the folder's name."""
-    parts = Path(folder).expanduser().parts
+    parts = Path(folder).expanduser().with_suffix("").parts
     return "/".join(parts[parts.index("datasets") + 1 :]) if "datasets" in parts else parts[-1]
+
+
+def read_records(path: str) -> list[dict]:
+    """Per-file rows of predict's JSON Lines records, labelled by their class folder."""
+    rows = []
+    for line in Path(path).expanduser().read_text().splitlines():
+        record = json.loads(line) if line.strip() else None
+        parts = Path(record["path"]).parts if record else ()
+        label = 1 if "fake" in parts else 0 if "real" in parts else None
+        if record is None or label is None or record["status"] != "ok":
+            continue
+        rows.append(
+            {
+                "path": record["path"],
+                "label": label,
+                "p": record["fake_probability"],
+                "judged": record.get("note") is None,
+            }
+        )
+    return rows
 
 
 def score_set(model: str, folder: str, faces: str, cache: dict) -> list[dict]:
     """Per-file rows (path, label, probability, judged) of ``folder``, scored or cached."""
+    if faces == "records":
+        return read_records(folder)
     key = f"{faces}:{Path(folder).expanduser().resolve()}"
     if key in cache:
         return cache[key]
@@ -87,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     per_set = {}
     for spec in args.sets:
         folder, _, faces = spec.rpartition(":")
-        if faces not in ("none", "detect") or not folder:
-            print(f"error: {spec}: give SET:none or SET:detect", file=sys.stderr)
+        if faces not in ("none", "detect", "records") or not folder:
+            print(
+                f"error: {spec}: give SET:none, SET:detect or FILE.jsonl:records", file=sys.stderr
+            )
             return 2
         per_set[set_name(folder)] = score_set(args.model, folder, faces, cache)
         if args.scores:
