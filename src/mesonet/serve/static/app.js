@@ -684,8 +684,11 @@ function renderExplain(record) {
   const at = (e) => (e.peak_region === "outside the face" ? e.peak_region : `at the ${where(e)}`);
   const [top] = faces[0];
   const who = record.kind === "video" ? "the deciding face's most suspicious frame" : (faces.length > 1 ? "the most suspicious face" : "this face");
+  // in a file judged likely real, the map shows what little evidence there is
+  const strongest = record.verdict !== "likely real"
+    ? "the evidence is strongest" : "which looks real, what evidence of forgery there is lies mostly";
   $("explain-text").textContent = top.explain.peak_logit_drop > 0
-    ? `On ${who}, the evidence is strongest ${at(top.explain)}` +
+    ? `On ${who}, ${strongest} ${at(top.explain)}` +
       ` (hiding it lowers the score by ${top.explain.peak_logit_drop.toFixed(2)} in log-odds).`
     : `On ${who}, no region pushes the score towards forged.`;
   for (const [face, i] of faces) {
