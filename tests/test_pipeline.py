@@ -20,6 +20,7 @@ from mesonet.cli import app
 from mesonet.inputs import Limits, discover
 from mesonet.models import ModelCard, create_model, save_model
 from mesonet.pipeline import Detector
+from mesonet.pipeline.records import image_score
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mesonet-deepfake-val"
 
@@ -78,7 +79,8 @@ def test_image_with_several_faces_scores_each(detector, face_crops, tmp_path):
     xs = sorted(f.box[0] for f in result.faces)
     for x, expected in zip(xs, (40, 340, 640), strict=True):
         assert abs(x - expected) < 60  # boxes in source pixels, one per pasted face
-    assert result.fake_probability == max(f.fake_probability for f in result.faces)
+    assert result.fake_probability == image_score(result.faces, "weighted")  # the default rule
+    assert min(f.fake_probability for f in result.faces) <= result.fake_probability
     assert result.label == ("fake" if result.fake_probability >= 0.5 else "real")
 
 

@@ -271,13 +271,13 @@ def test_to_batch_is_float_channels_last_in_unit_range():
 
 def test_image_record_is_decided_by_the_most_suspicious_face():
     frame = FrameFaces(0, 0.0, [face(0.0, confidence=0.912345), face(200.0)], [0.2, 0.7])
-    result = records().image(Path("a.jpg"), frame)
+    result = records(image_rule="max").image(Path("a.jpg"), frame)
     assert (result.status, result.kind, result.model) == ("ok", "image", "m")
     assert result.fake_probability == 0.7 and result.label == "fake"
     assert result.verdict == "likely forged"
     assert [f.fake_probability for f in result.faces] == [0.7, 0.2]
     assert result.faces[1].confidence == 0.9123
-    whole = records(detected=False, threshold=0.8).image(Path("a.jpg"), frame)
+    whole = records(detected=False, threshold=0.8, image_rule="max").image(Path("a.jpg"), frame)
     assert whole.label == "real" and whole.faces[0].confidence is None
     empty = records().image(Path("b.jpg"), FrameFaces(0, 0.0, []))
     assert empty.status == "no_face" and empty.fake_probability is None

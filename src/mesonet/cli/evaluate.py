@@ -71,7 +71,7 @@ def evaluate_command(
     track_size: TrackSizeOption = TRACK_SIZE,
     judge_px: JudgePxOption = MIN_FACE_PX,
     judge_sharpness: JudgeSharpnessOption = MIN_SHARPNESS,
-    image_rule: ImageRuleOption = "max",
+    image_rule: ImageRuleOption = "weighted",
     backend: BackendOption = "auto",
     limit: EvalLimitOption = None,
     ilimit: ILimitOption = None,

@@ -88,7 +88,7 @@ def predict_command(
     track_size: TrackSizeOption = TRACK_SIZE,
     judge_px: JudgePxOption = MIN_FACE_PX,
     judge_sharpness: JudgeSharpnessOption = MIN_SHARPNESS,
-    image_rule: ImageRuleOption = "max",
+    image_rule: ImageRuleOption = "weighted",
     backend: BackendOption = "auto",
     annotate: Annotated[
         Path | None,

@@ -111,7 +111,7 @@ class Detector(FaceDetectors, VideoEvidence):
         explain: bool | str | os.PathLike[str] | None = None,
         judge_px: float = MIN_FACE_PX,
         judge_sharpness: float = MIN_SHARPNESS,
-        image_rule: str = "max",
+        image_rule: str = "weighted",
     ) -> None:
         check_settings(faces, aggregate, frames, fps, redetect_s, track_share, track_size)
         self.track_share, self.track_size = float(track_share), float(track_size)

@@ -86,7 +86,7 @@ class Records:
     track_size: float = TRACK_SIZE
     min_face_px: float = MIN_FACE_PX
     min_sharpness: float = MIN_SHARPNESS
-    image_rule: str = "max"
+    image_rule: str = "weighted"
     backend: str | None = None
 
     def label(self, probability: float, rule: str | None = None) -> str:
