@@ -296,3 +296,31 @@ def test_maps_of_self_blended_fakes_peak_inside_the_blend_mask():
     assert fake["peak_in_mask"] >= fake["uniform_point"] + 0.1, figures
     assert fake["peak_in_mask"] > fake["random_map"] + 0.3, figures
     assert real["peak_outside_face"] <= 0.2, figures
+
+
+def test_maps_come_with_a_video_model_too(tmp_path):
+    """With a video model (the temporal path of the analysis), the deciding track's most
+    suspicious frames are explained as without one."""
+    import test_video_model as tvm
+    from conftest import make_video
+
+    from mesonet.models import save_model
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(30):
+        frame = np.full((240, 320, 3), 60, np.uint8)
+        frame[60:170, 30:140] = rng.integers(0, 256, (110, 110, 3), dtype=np.uint8)
+        frames.append(frame)
+    video = make_video(tmp_path / "clip.mp4", frames, fps=10.0)
+    head, card = tvm._meso_head()
+    save_model(head, tmp_path / "temporal_conv.test.safetensors", card)
+    detector = tvm._detector(tmp_path / "temporal_conv.test.safetensors")
+    detector.explain = tmp_path / "maps"
+    result = detector.predict(video)
+    assert result.status == "ok" and result.video_model == "temporal_conv.test", result.error
+    explained = [f for f in result.faces if f.explain is not None]
+    assert len(explained) == VIDEO_FACES
+    assert {f.track for f in explained} == {result.decisive_track.id}
+    assert all(Path(f.explain["map"]).is_file() for f in explained)
+    assert all(f.explain["peak_region"] is None for f in explained)  # no landmarks given
