@@ -169,7 +169,7 @@ class Analysis:
         """Explain the faces of ``frames`` (the analysed ones) and write the annotated copy of
         ``source`` (an image's pixels, a video's path), each if asked."""
         if self.explainer is not None and frames:
-            self.explainer.attach(result, frames, source, self.finder)
+            self.explainer.attach(result, frames, source, self.finder, self.limits)
         if self.annotate_dir is not None:
             from mesonet import annotate
 

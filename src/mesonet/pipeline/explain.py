@@ -58,10 +58,19 @@ class Explainer:
     detected: bool = True
     occlusion: Occlusion = field(default_factory=Occlusion)
 
-    def attach(self, result: MediaResult, frames: Sequence[Any], source: Any, finder: Any) -> None:
+    def attach(
+        self,
+        result: MediaResult,
+        frames: Sequence[Any],
+        source: Any,
+        finder: Any,
+        limits: Any = None,
+    ) -> None:
         """Add ``explain`` to the chosen faces of ``result``, whose analysed ``frames``
         (:class:`~mesonet.pipeline.FrameFaces`) hold their faces; ``source`` is the image's
-        pixels or the video's path, ``finder`` cuts the crops as the analysis did."""
+        pixels or the video's path (its frames decoded again under ``limits``, an
+        :class:`~mesonet.budget.AnalysisLimits`), ``finder`` cuts the crops as the analysis
+        did."""
         if result.status != "ok":
             return
         pairs = face_pairs(result, frames)
@@ -72,7 +81,8 @@ class Explainer:
             from mesonet.media import iter_video_frames
 
             wanted = {pairs[i][1] for i in chosen}
-            images = ((f.index, f.image) for f in iter_video_frames(source, sorted(wanted)))
+            decoded = iter_video_frames(source, sorted(wanted), limits=limits)
+            images = ((f.index, f.image) for f in decoded)
         else:
             images = iter([(pairs[chosen[0]][1], source)])
         by_frame: dict[int, list[int]] = {}
