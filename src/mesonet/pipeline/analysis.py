@@ -166,8 +166,7 @@ class Analysis:
         return self._annotate(self.records.video(path, info, indices, analysed), path, analysed)
 
     def _annotate(self, result: MediaResult, source: Any, frames: Any = ()) -> MediaResult:
-        """Explain the faces of ``frames`` (the analysed ones) and write the annotated copy of
-        ``source`` (an image's pixels, a video's path), each if asked."""
+        """Explain ``frames``' faces, annotate ``source`` (pixels, a video's path): if asked."""
         if self.explainer is not None and frames:
             self.explainer.attach(result, frames, source, self.finder, self.limits)
         if self.annotate_dir is not None:

@@ -79,8 +79,7 @@ class Detector(FaceDetectors, VideoEvidence):
             a file with no face left is ``uncertain`` with a ``note`` (0 and 0: judge all).
         image_rule: how an image's judged faces make its score
             (:data:`~mesonet.pipeline.records.IMAGE_RULES`).
-        explain: evidence maps of the faces (:mod:`mesonet.pipeline.explain`): a folder to
-            write them to as PNGs, or True to keep them in the record as data URLs.
+        explain: evidence maps (:mod:`mesonet.pipeline.explain`): a folder of PNGs, True: data URLs
     """
 
     def __init__(
