@@ -196,6 +196,9 @@ def test_cli_explain_writes_maps_and_gives_their_paths(crops, model_path, monkey
         "crops_b.png.evidence0.png",
     ]
     assert all(Path(m).is_file() for m in maps)
+    code, stdout, stderr = cli(argv[:-4] + ["--explain", out], monkeypatch, capsys)  # a table
+    assert code == 0 and "crops" in stdout
+    assert f"evidence maps in {out}/" in stderr and "peak region" in stderr
 
 
 @pytest.mark.parametrize("unsafe", ["file", "link", "fifo", "map-link", "input"])

@@ -163,6 +163,12 @@ def predict_command(
         limits=analysis_limits(max_frame_mp, max_seconds, max_memory_mb),
     )
     failed = write_results(detector, paths, output_format, output, recursive, limits, out, err)
+    if explain is not None and output_format == "table":  # the table has no room for them
+        err.print(
+            f"evidence maps in {explain}/; -f json gives each one's face and peak region",
+            highlight=False,
+            soft_wrap=True,
+        )
     raise typer.Exit(EXIT_FAILED_INPUTS if failed else EXIT_OK)
 
 
