@@ -1,5 +1,6 @@
 # The README's commands. `make predict` sets up and runs the main job; `make test` sets up
-# and runs the test suite (what CI runs through .ci/run).
+# and runs the fast tier of the test suite (the tests not marked slow: every module, a few
+# minutes); `make test-all` runs the whole suite (what CI runs through .ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ VIDEOS := $(wordlist 1,2,$(sort $(wildcard $(FFPP)/real/*.mp4))) \
 	$(firstword $(sort $(wildcard $(FFPP)/fake/Deepfakes__*.mp4))) \
 	$(firstword $(sort $(wildcard $(FFPP)/fake/Face2Face__*.mp4)))
 
-.PHONY: setup setup-dev predict test check-wheel lint format clean
+.PHONY: setup setup-dev predict test test-all check-wheel lint format clean
 
 # Two installs into one .venv, each with its own stamp so that either order works:
 # `setup` is what prediction needs (`pip install -e .`: predict, serve, scan, models);
@@ -39,6 +40,11 @@ predict: setup
 	$(BIN)/mesonet predict --samples $(VIDEOS)
 
 test: setup-dev
+	$(BIN)/ruff check src tests tools benchmarks
+	$(BIN)/ruff format --check src tests tools benchmarks
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not slow"
+
+test-all: setup-dev
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
 	$(BIN)/python -m pytest -q -rs -p no:cacheprovider

@@ -154,3 +154,70 @@ def annotated_video(served_model, tmp_path_factory) -> Path:
     result = Detector(served_model, frames=6, annotate_dir=out).predict(video)
     assert result.status == "ok", result.error
     return out / f"{output_stem(video)}.annotated.mp4"
+
+
+# --------------------------------------------------------------------------- test tiers
+
+SLOW_TESTS: tuple[str, ...] = (
+    # 20 s or more each in a full run on 2 loaded cores (pytest --durations), together 73% of
+    # the suite's time; each area keeps faster tests in the fast tier (every module of
+    # src/mesonet is imported by the fast tier: checked when these were chosen)
+    "tests/test_int8.py::test_auto_rebuilds_the_measured_graph_from_the_statistics_the_card_ships",
+    "tests/test_int8.py::test_each_network_keeps_its_first_convolutions_and_named_members_in_fp32",
+    "tests/test_int8.py::test_fp32_members_must_be_members_and_leave_one_to_quantise",
+    "tests/test_int8.py::test_int8_agrees_with_fp32_on_held_out_validation_crops",
+    "tests/test_int8.py::test_predict_says_the_default_runs_in_int8",
+    "tests/test_int8.py::test_quantising_in_two_threads_runs_one_at_a_time_and_restores_stdout",
+    "tests/test_int8.py::test_the_graph_rebuilt_from_stored_statistics_is_the_graph_measured",
+    "tests/test_int8.py::test_the_record_s_fp32_members_pick_the_graph_auto_runs",
+    "tests/test_ov_cache.py::test_a_damaged_cache_entry_is_converted_again",
+    "tests/test_ov_cache.py::test_changed_weights_never_meet_a_cached_graph",
+    "tests/test_ov_cache.py::test_the_converted_graph_is_reused_on_the_next_start",
+    "tests/test_paper.py::test_frame_accuracy_within_one_point_of_the_paper",
+    "tests/test_pipeline.py::test_cli_bad_model_and_usage_errors_have_no_traceback",
+    "tests/test_pipeline.py::test_every_output_format[json]",
+    "tests/test_plots.py::test_write_report",
+    "tests/test_scan.py::test_parquet_round_trip_and_resume",
+    "tests/test_scan.py::test_ray_engine_resumes_after_interruption",
+    "tests/test_scan.py::test_scan_records_match_predict",
+    "tests/test_serve.py::test_models_lists_the_bundled_models_and_a_request_picks_one",
+    "tests/test_serve.py::test_video_with_form_options",
+    "tests/test_sources.py::test_compiled_run_with_workers_finishes",
+    "tests/test_sources.py::test_multi_source_run_logs_every_source",
+    "tests/test_training.py::test_compiled_training_saves_plain_weights",
+    "tests/test_training.py::test_resume_continues_exactly",
+    "tests/test_training.py::test_signal_during_zip_extraction_leaves_nothing_behind",
+    "tests/test_training.py::test_sigterm_during_training_on_a_zip_removes_the_extraction",
+    "tests/test_video.py::test_a_one_frame_distractor_does_not_decide",
+    "tests/test_video.py::test_every_aggregation_is_selectable_and_the_person_decides",
+    # 12 s or more each in a run of the fast tier (2 loaded cores)
+    "tests/test_backbone.py::test_an_ensemble_of_a_256_and_a_224_px_model_scores_their_logit_mean",
+    "tests/test_compare_auc.py::test_a_better_model_is_better_in_every_resample_and_a_copy_never",
+    "tests/test_evaluate.py::test_video_sweep_tool_measures_each_setting",
+    "tests/test_explain.py::test_maps_of_self_blended_fakes_peak_inside_the_blend_mask",
+    "tests/test_hardening4.py::test_concurrent_first_requests_wait_for_one_int8_build",
+    "tests/test_int8.py::test_int8_agrees_with_fp32_on_the_samples[efficientnet_lite0.noffpp]",
+    "tests/test_serve_browser.py::test_the_model_picker_changes_the_answer",
+    "tests/test_video.py::test_cli_reports_tracks_and_takes_the_share",
+    "tests/test_video_model.py::test_train_video_trains_a_head_on_cached_clips_and_resumes",
+)
+"""Tests marked ``slow`` here (a node id, or its start: a file, a test and all its cases):
+``make test`` runs the rest (``pytest -m "not slow"``), ``make test-all`` everything. A test
+can also carry ``@pytest.mark.slow`` itself."""
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the tests named in :data:`SLOW_TESTS` slow; a name matching no test of a file
+    collected whole is an error (a renamed test would otherwise drift into the fast tier)."""
+    hits = dict.fromkeys(SLOW_TESTS, False)
+    for item in items:
+        for entry in SLOW_TESTS:
+            if item.nodeid == entry or item.nodeid.startswith((entry + "[", entry + "::")):
+                item.add_marker(pytest.mark.slow)
+                hits[entry] = True
+    if any("::" in arg for arg in config.args):
+        return  # single tests asked for: the others of their files were not collected
+    files = {item.nodeid.split("::")[0] for item in items}
+    stale = [entry for entry, hit in hits.items() if not hit and entry.split("::")[0] in files]
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py SLOW_TESTS names no test: {stale}")

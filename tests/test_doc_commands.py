@@ -32,6 +32,7 @@ BLOCK = re.compile(r"^```(bash|python)\n(.*?)^```", re.S | re.M)
 
 SKIPPED = {  # a line starting with one of these: why it cannot run in a test
     "make ": "make predict and make test install and run the suite (this test among it)",
+    "time make ": "make test timed: the suite, this test among it",
     "python3 -m venv": "an install",
     ".venv/bin/pip install": "an install",
     "pip install": "an install",

@@ -75,6 +75,7 @@ def _frame_digest(path: Path) -> str:
 # --------------------------------------------------------------------------- items 5 and 6
 
 
+@pytest.mark.slow  # train-video runs: seconds each
 def test_train_video_uses_a_new_frame_model_not_the_copy_of_the_old_one(clip_run):
     config, fm_a, fm_b = clip_run
     first = load_model(train_video(config, "first", log=lambda _: None))
@@ -88,6 +89,7 @@ def test_train_video_uses_a_new_frame_model_not_the_copy_of_the_old_one(clip_run
     assert saved["frame_model"]["sha256"] == _frame_digest(fm_b)
 
 
+@pytest.mark.slow  # train-video runs: seconds each
 def test_train_video_refuses_to_resume_over_another_frame_model(clip_run):
     config, _, fm_b = clip_run
     train_video(config, "first", log=lambda _: None)
@@ -212,6 +214,7 @@ def test_two_runs_at_once_on_an_empty_cache_make_each_clip_once(tmp_path):
     assert detector.calls == 2  # one per clip, not one per clip per run
 
 
+@pytest.mark.slow  # train-video runs: seconds each
 def test_a_junk_clip_bank_is_found_by_its_digest_and_remade(clip_run):
     config, _, _ = clip_run
     train_video(config, "first", log=lambda _: None)
@@ -233,6 +236,7 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+@pytest.mark.slow  # train-video runs: seconds each
 def test_a_junk_checkpoint_with_resume_is_one_line(clip_run):
     config, _, _ = clip_run
     train_video(config, "first", log=lambda _: None)
