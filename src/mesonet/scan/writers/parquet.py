@@ -15,6 +15,7 @@ from mesonet.scan.writers.jsonl import JsonlWriter, _regular_or_missing, read_js
 
 VIDEO_KEYS = ("frames_analyzed", "duration_s", "aggregation", "tracks", "segments")
 VIDEO_FACE_KEYS = ("frame", "time_s", "track")
+OPTIONAL_FACE_KEYS = ("sharpness", "not_judged")  # absent from a face's JSON when None
 PARQUET_HINT = "Parquet output needs pyarrow: pip install 'mesonet[ray]' (or pyarrow)"
 
 
@@ -45,6 +46,9 @@ def parquet_schema() -> Any:
             ("frame", pa.int64()),
             ("time_s", pa.float64()),
             ("track", pa.int64()),
+            ("sharpness", pa.float64()),  # this and below: can the face be judged
+            ("judged", pa.bool_()),
+            ("not_judged", pa.string()),
         ]
     )
     window = pa.struct(
@@ -69,6 +73,7 @@ def parquet_schema() -> Any:
             ("temporal_windows", pa.int64()),
             ("evidence", pa.string()),
             ("windows", pa.list_(window)),
+            ("not_judged", pa.string()),
         ]
     )
     segment = pa.struct(
@@ -98,6 +103,7 @@ def parquet_schema() -> Any:
             ("video_rule", pa.string()),
             ("evidence", pa.string()),
             ("segments", pa.list_(segment)),
+            ("note", pa.string()),  # why the verdict is uncertain: no face could be judged
             ("error", pa.string()),
         ]
     )
@@ -113,7 +119,8 @@ def _to_row(record: dict[str, Any], schema: Any) -> dict[str, Any]:
 
 def _track(row: dict[str, Any]) -> dict[str, Any]:
     """A track as in the JSON record: the video model's keys only where they have a value."""
-    track = {k: v for k, v in row.items() if v is not None or k not in TRACK_VIDEO_MODEL_KEYS}
+    optional = (*TRACK_VIDEO_MODEL_KEYS, "not_judged")
+    track = {k: v for k, v in row.items() if v is not None or k not in optional}
     if track.get("windows") is not None:
         track["windows"] = [dict(w) for w in track["windows"]]
     return track
@@ -129,7 +136,11 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
     record["backend"] = row.get("backend")
     faces = row.get("faces") or []
     record["faces"] = [
-        dict(f) if video else {k: v for k, v in f.items() if k not in VIDEO_FACE_KEYS}
+        {
+            k: v
+            for k, v in f.items()
+            if (video or k not in VIDEO_FACE_KEYS) and not (v is None and k in OPTIONAL_FACE_KEYS)
+        }
         for f in faces
     ]
     if video:
@@ -140,6 +151,8 @@ def record_from_row(row: dict[str, Any]) -> dict[str, Any]:
             record.pop("segments")
             record.update({key: row.get(key) for key in VIDEO_MODEL_KEYS})
         record["segments"] = [dict(s) for s in row.get("segments") or []]
+    if row.get("note") is not None:
+        record["note"] = row.get("note")
     if row.get("status") in ("error", "no_face"):  # what failed, or why there is no face
         record["error"] = row.get("error")
     return record
