@@ -86,6 +86,8 @@ def why_not_run(command: str) -> str | None:
     """Why ``command`` cannot run in a test from a fresh folder, or None."""
     if "../shared" in command:
         return "needs ../shared"
+    if "mesonet-data" in command or "runs/wild/" in command:
+        return "needs the real-world media fetched into ~/.cache/mesonet-data (docs/wild-set.md)"
     for start, why in SKIPPED.items():
         if command.startswith(start):
             return why
@@ -180,6 +182,9 @@ def test_the_blocks_are_found_and_each_dropped_line_has_a_reason():
         "needs ../shared"
     )
     assert why_not_run("mesonet predict src/mesonet/samples -r") is None
+    assert why_not_run("mesonet predict ~/.cache/mesonet-data/wild-dev -r").startswith(
+        "needs the real-world media"
+    )
 
 
 @pytest.mark.parametrize("block", [_param(b) for b in BLOCKS])
