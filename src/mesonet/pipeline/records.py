@@ -145,12 +145,7 @@ class Records:
             result.label = self.label(probability)
             result.verdict = self.verdict(probability)
             if not judged:
-                result.verdict = "uncertain"
-                result.note = file_reason(
-                    [f.not_judged or "" for f in faces],
-                    [face_px(f.box) for f in faces],
-                    [f.sharpness for f in faces],
-                )
+                unjudged(result, faces)
             result.faces = sorted(faces, key=lambda f: (not f.judged, -f.fake_probability))
         return result
 
@@ -199,12 +194,7 @@ class Records:
             result.label = self.label(probability, self.aggregate)
             result.verdict = self.verdict(probability, self.aggregate)
             if not judged:
-                result.verdict = "uncertain"
-                result.note = file_reason(
-                    [f.not_judged or "" for f in faces],
-                    [face_px(f.box) for f in faces],
-                    [f.sharpness for f in faces],
-                )
+                unjudged(result, faces)
             gap = info.duration_s / max(len(indices), 1)
             result.segments = [
                 s
@@ -214,6 +204,16 @@ class Records:
             for segment in result.segments:
                 segment.end_s = min(segment.end_s, round(info.duration_s, 3))
         return result
+
+
+def unjudged(result: MediaResult, faces: Sequence[FaceResult]) -> None:
+    """A file none of whose faces can be judged: ``uncertain``, and a note saying why."""
+    result.verdict = "uncertain"
+    result.note = file_reason(
+        [f.not_judged or "" for f in faces],
+        [face_px(f.box) for f in faces],
+        [f.sharpness for f in faces],
+    )
 
 
 def image_score(faces: Sequence[FaceResult], rule: str = "max") -> float:
