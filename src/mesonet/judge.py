@@ -14,17 +14,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mesonet.degradations import downscale
+
 MIN_FACE_PX = 40.0
 """Faces whose box's larger side is under this many source pixels are not judged."""
 MIN_SHARPNESS = 0.10
 """Faces whose :func:`sharpness` is under this are not judged."""
 DETAIL_PX = 48
 """The face size whose detail :func:`sharpness` looks past."""
-
-
-def _down_up(face: np.ndarray, side: int) -> np.ndarray:
-    small = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, face.shape[::-1], interpolation=cv2.INTER_LINEAR)
 
 
 def sharpness(crop: np.ndarray) -> float:
@@ -36,8 +33,8 @@ def sharpness(crop: np.ndarray) -> float:
     grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY).astype(np.float32)
     h, w = grey.shape
     face = np.ascontiguousarray(grey[h // 4 : h - h // 4, w // 4 : w - w // 4])
-    fine = float((face - _down_up(face, DETAIL_PX)).std())
-    coarse = float((face - _down_up(face, 8)).std())
+    fine = float((face - downscale(face, DETAIL_PX)).std())
+    coarse = float((face - downscale(face, 8)).std())
     return fine / coarse if coarse > 1e-3 else 0.0
 
 

@@ -122,11 +122,18 @@ class Records:
             not_judged=reason,
         )
 
-    def _faces_of(self, frame: FrameFaces, **video: Any) -> list[FaceResult]:
-        sharps = frame.sharpness or [None] * len(frame.faces)
+    def _faces_of(
+        self, found: FrameFaces, tracks: Sequence[int | None] | None = None, **video: Any
+    ) -> list[FaceResult]:
+        """The records of the faces ``found`` on a frame (a video's with their ``tracks``)."""
+        n = len(found.faces)
+        sharps = found.sharpness or [None] * n
+        tracks = tracks if tracks is not None else [None] * n
         return [
-            self._face(face, score, sharp, **video)
-            for face, score, sharp in zip(frame.faces, frame.scores, sharps, strict=True)
+            self._face(face, score, sharp, track=track, **video)
+            for face, score, sharp, track in zip(
+                found.faces, found.scores, sharps, tracks, strict=True
+            )
         ]
 
     def image(self, path: Path, frame: FrameFaces) -> MediaResult:
@@ -156,16 +163,10 @@ class Records:
         into tracks, the decisive track's score, the flagged segments."""
         tracks = link_tracks([f.faces for f in analysed], [f.time_s for f in analysed])
         faces = [
-            self._face(
-                face, score, sharp, frame=frame.index, time_s=round(frame.time_s, 3), track=track
-            )
+            face
             for frame, frame_tracks in zip(analysed, tracks, strict=True)
-            for face, score, sharp, track in zip(
-                frame.faces,
-                frame.scores,
-                frame.sharpness or [None] * len(frame.faces),
-                frame_tracks,
-                strict=True,
+            for face in self._faces_of(
+                frame, frame_tracks, frame=frame.index, time_s=round(frame.time_s, 3)
             )
         ]
         result = MediaResult(

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import albumentations as A
-import av
 import cv2
 import numpy as np
 
+from mesonet import degradations as D
 from mesonet.training.errors import TrainingError
 
 STRENGTHS = ("none", "flip", "light", "paper", "standard", "video", "strong", "wild")
@@ -66,20 +66,9 @@ class VideoCompression(A.ImageOnlyTransform):
 
 def h264_roundtrip(image: np.ndarray, qp: int, scale: float = 1.0) -> np.ndarray:
     """``image`` (H x W x 3 uint8 RGB) after an H.264 encode and decode at quantiser ``qp``,
-    done at ``scale`` times its size (even sides, as 4:2:0 needs) and scaled back."""
-    height, width = image.shape[:2]
-    side_h = max(16, int(round(height * scale / 2)) * 2)
-    side_w = max(16, int(round(width * scale / 2)) * 2)
-    small = cv2.resize(image, (side_w, side_h), interpolation=cv2.INTER_AREA)
-    encoder = av.CodecContext.create("libx264", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = side_w, side_h, "yuv420p"
-    encoder.options = {"qp": str(qp), "preset": "veryfast", "tune": "zerolatency"}
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(small), format="rgb24")
-    packets = [*encoder.encode(frame.reformat(format="yuv420p")), *encoder.encode(None)]
-    decoder = av.CodecContext.create("h264", "r")
-    decoded = [f for packet in [*packets, None] for f in decoder.decode(packet)]
-    out = decoded[0].to_ndarray(format="rgb24")
-    return cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
+    done at ``scale`` times its size (even sides, as 4:2:0 needs) and scaled back
+    (:func:`mesonet.degradations.codec_roundtrip`, which ``wild`` uses for every codec)."""
+    return D.codec_roundtrip(image, "h264", qp, scale)
 
 
 class WildQuality(A.ImageOnlyTransform):
@@ -121,8 +110,6 @@ class WildQuality(A.ImageOnlyTransform):
         return {"steps": steps, "noise_seed": r.randint(0, 2**31 - 1)}
 
     def apply(self, img: np.ndarray, steps: list, noise_seed: int, **params: Any) -> np.ndarray:
-        from mesonet import degradations as D
-
         scale = dict(steps).get("scale", 1.0)
         for kind, value in steps:
             if kind == "down":

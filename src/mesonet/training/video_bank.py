@@ -36,6 +36,7 @@ from mesonet.models.video_models import TemporalConv, VideoNet
 from mesonet.pipeline.score import to_batch
 from mesonet.training.clips import Clip, augment_window
 from mesonet.training.temporal_sbi import temporal_self_blend
+from mesonet.training.videos import file_sha256
 
 BANK_FORMAT = 2
 EMBED_BATCH = 32
@@ -141,14 +142,6 @@ def bank_key(model: VideoNet, clips: Sequence[Clip], augmented: int, blended: in
     }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def digest_path(path: Path) -> Path:
     """Where the bank ``path``'s digests are kept: ``<name>.json`` beside it."""
     return path.with_name(path.stem + ".json")
@@ -168,7 +161,7 @@ def _saved_bank(path: Path, key: dict, warn: Callable[[str], None]) -> list[Entr
     if made_from != key_digest(key):
         return None  # made for other clips, settings or another frame model
     try:
-        if _sha256(path) != sha:
+        if file_sha256(path) != sha:
             warn(f"warning: {path} does not match its digest (damaged): made again")
             return None
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -203,6 +196,6 @@ def cached_bank(
     entries = build_bank(clips, model, augmented, blended, seed, progress)
     with replacing(path, "clip bank", durable=False) as handle:
         torch.save({"key": key, "entries": [e.to_dict() for e in entries]}, handle)
-    stored = {"format": BANK_FORMAT, "key": key_digest(key), "sha256": _sha256(path)}
+    stored = {"format": BANK_FORMAT, "key": key_digest(key), "sha256": file_sha256(path)}
     write_output(digest_path(path), json.dumps(stored), "clip bank digest", durable=False)
     return entries

@@ -153,7 +153,8 @@ def _clip_of(sample: Sample) -> str:
     return sample.path.parent.name
 
 
-def _digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -176,7 +177,7 @@ def entry_crops(out: Path) -> list[Path] | None:
             return None
         crops = []
         for name, digest in sorted(files.items()):
-            if not _CROP_NAME.fullmatch(name) or _digest(out / name) != digest:
+            if not _CROP_NAME.fullmatch(name) or file_sha256(out / name) != digest:
                 return None
             crops.append(out / name)
         return crops
@@ -259,7 +260,7 @@ def entry_path(video: Path, frames: int, cache: Path | None = None) -> Path:
     """The cache entry of ``video``'s crops: addressed by the cache version, the frames
     sampled and the sha256 of the video's bytes (``<stem>.<16 hex>``)."""
     cache = cache or cache_root()
-    return cache / f"v{CACHE_VERSION}-f{frames}" / f"{video.stem}.{_digest(video)[:16]}"
+    return cache / f"v{CACHE_VERSION}-f{frames}" / f"{video.stem}.{file_sha256(video)[:16]}"
 
 
 def cached_faces(
