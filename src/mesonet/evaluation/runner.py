@@ -79,9 +79,12 @@ def _metrics_for(
     metrics.update(verdict_rates(y, [r.verdict for _, r in scored]))
     judged = [i for i, (_, r) in enumerate(scored) if r.note is None]
     metrics["not_judged_rate"] = 1 - len(judged) / len(scored) if scored else None
-    yj = y[judged] if scored else y
-    both = bool(len(judged)) and 0 < int(yj.sum()) < len(judged)
-    metrics["auc_judged"] = compute_metrics(yj, s[judged], threshold)["auc"] if both else None
+    if len(judged) == len(scored):  # every file judged: the same files, the same AUC
+        metrics["auc_judged"] = metrics["auc"]
+    else:  # compute_metrics gives None where a class is missing
+        metrics["auc_judged"] = (
+            compute_metrics(y[judged], s[judged], threshold)["auc"] if judged else None
+        )
     return metrics
 
 
