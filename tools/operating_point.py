@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mesonet.evaluation.runner import collect_labelled
+from mesonet.evaluation.runner import collect_labelled, label_of
 from mesonet.pipeline import Detector
 
 
@@ -55,8 +55,7 @@ def read_records(path: str) -> list[dict]:
     rows = []
     for line in Path(path).expanduser().read_text().splitlines():
         record = json.loads(line) if line.strip() else None
-        parts = Path(record["path"]).parts if record else ()
-        label = 1 if "fake" in parts else 0 if "real" in parts else None
+        label = label_of(record["path"]) if record else None
         if record is None or label is None or record["status"] != "ok":
             continue
         rows.append(

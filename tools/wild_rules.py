@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
+from mesonet.evaluation.runner import label_of
 from mesonet.judge import unjudged_reason
 from mesonet.models import load_model
 from mesonet.models.calibration import verdict_for
@@ -31,19 +32,10 @@ from mesonet.pipeline.records import card_thresholds, image_score
 from mesonet.results import FaceResult
 
 
-def _label(path: str) -> int | None:
-    parts = Path(path).parts
-    if "fake" in parts:
-        return 1
-    if "real" in parts:
-        return 0
-    return None
-
-
 def evaluate_rule(records, threshold, bands, card_threshold, rule, min_px, min_sharp):
     rows = []  # (label, score, verdict, kind, unjudgeable)
     for record in records:
-        label = _label(record["path"])
+        label = label_of(record["path"])
         if label is None or record["status"] != "ok":
             continue
         if record["kind"] != "image":

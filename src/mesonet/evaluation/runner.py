@@ -28,6 +28,13 @@ from mesonet.results import MediaResult
 CLASS_FOLDERS = {"real": 0, "fake": 1, "df": 1}
 
 
+def label_of(path: str | Path) -> int | None:
+    """A file's label from the class folder on its path (1 = fake), None outside them: how a
+    record written by ``predict`` on a labelled folder is labelled again."""
+    labels = [CLASS_FOLDERS[part] for part in Path(path).parts if part in CLASS_FOLDERS]
+    return labels[-1] if labels else None
+
+
 @dataclass(frozen=True)
 class Labelled:
     """An input file and its true label (1 = fake)."""
