@@ -152,6 +152,60 @@ def test_video_maps_are_the_deciding_tracks_most_suspicious_frames(tmp_path):
         assert isinstance(f.explain["peak_region"], str)  # MTCNN's landmarks name it
 
 
+def test_annotated_copies_draw_the_map_over_the_face_it_explains(tmp_path):
+    from mesonet.pipeline import Detector
+
+    image = cv2.resize(noise(), (512, 384), interpolation=cv2.INTER_NEAREST)
+    path = tmp_path / "in" / "noise.png"
+    path.parent.mkdir()
+    cv2.imwrite(str(path), image)
+    copies = {}
+    for explain in (None, tmp_path / "maps"):
+        out = tmp_path / f"annotated-{explain is not None}"
+        Detector(
+            PatchModel(), faces="none", backend="openvino", explain=explain, annotate_dir=out
+        ).predict(path)
+        (copy,) = out.glob("*.annotated.jpg")
+        copies[explain is not None] = cv2.imread(str(copy)).astype(int)
+    changed = np.abs(copies[True] - copies[False]).sum(axis=2) > 24
+    ys, xs = np.nonzero(changed)
+    # drawn where the patch is in the picture (x 320-448, y 48-144), nowhere beyond the
+    # cells next to it (a cell is 64 x 48 px there; patches of two cells overlap them)
+    assert changed[48:144, 320:448].mean() > 0.5
+    assert xs.min() >= 320 - 2 * 64 and xs.max() <= 448 + 2 * 64
+    assert ys.max() <= 144 + 2 * 48
+
+
+def test_annotated_videos_hold_the_frames_whose_map_they_draw(tmp_path):
+    import av
+    from conftest import make_video
+
+    from mesonet.annotate import HOLD_S
+    from mesonet.inputs import sample_paths
+    from mesonet.pipeline import Detector
+
+    face = cv2.cvtColor(cv2.imread(str(sample_paths()[-1])), cv2.COLOR_BGR2RGB)
+    frames = [
+        cv2.copyMakeBorder(face, 40, 41, 60 + 2 * i, 61 - 2 * i, cv2.BORDER_CONSTANT)
+        for i in range(10)
+    ]
+    video = make_video(tmp_path / "clip.mp4", frames, fps=10.0)
+    counts = {}
+    for explain in (None, tmp_path / "maps"):
+        out = tmp_path / f"annotated-{explain is not None}"
+        detector = Detector(
+            PatchModel(), frames=6, backend="openvino", explain=explain, annotate_dir=out
+        )
+        result = detector.predict(video)
+        assert result.status == "ok", result.error
+        (copy,) = out.glob("*.annotated.mp4")
+        with av.open(str(copy)) as container:
+            counts[explain is not None] = sum(1 for _ in container.decode(video=0))
+    explained = sum(f.explain is not None for f in result.faces)
+    assert explained >= 1
+    assert counts[True] == counts[False] + explained * (round(4.0 * HOLD_S) - 1)
+
+
 # --------------------------------------------------------------------------- the CLI
 
 

@@ -11,6 +11,10 @@ labelled "decides" in both. ``<name>`` keeps the extension (``in/x.jpg`` and ``i
 differ), and two inputs of one run that would still share a name get ``-2``, ``-3``... (see
 :func:`output_stem`). The chart itself is drawn by :mod:`mesonet.timeline`.
 
+With evidence maps (``predict --explain``), each explained face's map is drawn over it in
+the copy (yellow to red where hiding a region lowers the score), its peak ringed and named;
+in a video the frames that carry a map are held for :data:`HOLD_S` so they can be seen.
+
 Every file is written through :mod:`mesonet.destinations` (a temporary file renamed over the
 name, so a link or a FIFO planted at a predictable name is never followed or blocked on);
 ``mesonet predict`` checks the names with :func:`check_annotated_outputs` before any work.
@@ -24,6 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -44,6 +49,7 @@ from mesonet.timeline import timeline_figure as timeline_figure
 from mesonet.timeline import write_chart
 
 MAX_SIDE = 1280  # annotated output is shrunk to this
+HOLD_S = 1.0  # a video frame carrying an evidence map is shown this long
 STRIP_HEIGHT = 90
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 SUFFIXES = (".annotated.jpg", ".annotated.mp4", ".timeline.png")
@@ -132,6 +138,42 @@ def draw_faces(
         top = max(0, p1[1] - th - base - 4)
         cv2.rectangle(out, (p1[0], top), (p1[0] + tw + 6, top + th + base + 4), colour, -1)
         cv2.putText(out, text, (p1[0] + 3, top + th + 2), _FONT, font_scale, (0, 0, 0), thickness)
+    return out
+
+
+def draw_evidence(image: np.ndarray, shown: Iterable[Any], scale: float = 1.0) -> np.ndarray:
+    """A copy of ``image`` (RGB) with each explained face's evidence map drawn over the face
+    (:class:`~mesonet.pipeline.explain.Shown`: the map warped from its crop back into the
+    picture, ``scale`` the picture's size over the source's), its peak ringed and named."""
+    from mesonet.explain import CROP, heat, paint
+
+    out = image.copy()
+    size = (out.shape[1], out.shape[0])
+    normal = max(2, round(max(out.shape[:2]) / 400))
+    for item in shown:
+        to_crop = np.array(item.matrix, dtype=np.float64)
+        to_crop[:, :2] /= scale  # picture pixels -> crop pixels
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        warped = cv2.warpAffine(heat(item.evidence, CROP), to_crop, size, flags=flags)
+        mask = warped > 0
+        if mask.any():
+            out[mask] = paint(out[mask][None], warped[mask][None])[0]
+        if item.evidence.strength <= 0:
+            continue
+        back = cv2.invertAffineTransform(to_crop)
+        peak = back @ np.array([*item.evidence.peak, 1.0])
+        radius = max(4, round(float(np.hypot(*back[:, 0])) * CROP / 16))
+        centre = (round(peak[0]), round(peak[1]))
+        cv2.circle(out, centre, radius + 1, (0, 0, 0), normal, cv2.LINE_AA)
+        cv2.circle(out, centre, radius, (255, 255, 255), normal, cv2.LINE_AA)
+        if item.peak_region:
+            text = f"evidence: {item.peak_region}"
+            font_scale = max(0.5, normal / 3)
+            (tw, th), base = cv2.getTextSize(text, _FONT, font_scale, normal)
+            x = int(np.clip(centre[0] - tw / 2, 0, max(0, size[0] - tw - 6)))
+            y = int(min(size[1] - base - 2, centre[1] + radius + th + 8))
+            cv2.rectangle(out, (x, y - th - 4), (x + tw + 6, y + base + 2), (0, 0, 0), -1)
+            cv2.putText(out, text, (x + 3, y), _FONT, font_scale, (255, 255, 255), normal)
     return out
 
 
@@ -259,13 +301,16 @@ def write_annotated_image(
     threshold: float,
     out_dir: Path,
     names: dict[str, str] | None = None,
+    evidence: Iterable[Any] = (),
 ) -> Path:
     """Draw the result's faces on ``image`` and save it; returns the file written.
 
-    ``names``: the run's :func:`output_stem` registry, keeping output names unique."""
+    ``names``: the run's :func:`output_stem` registry, keeping output names unique;
+    ``evidence``: the faces' evidence maps (:func:`draw_evidence`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     small = resize_max_side(image, MAX_SIDE)
-    drawn = draw_faces(small, result.faces, threshold, small.shape[1] / image.shape[1])
+    scale = small.shape[1] / image.shape[1]
+    drawn = draw_faces(draw_evidence(small, evidence, scale), result.faces, threshold, scale)
     if not result.faces:  # say why, rather than leave a copy without a box
         drawn = caption_image(drawn, no_face_caption(result))
     path = out_dir / f"{output_stem(result.path, names)}.annotated.jpg"
@@ -281,12 +326,18 @@ def write_annotated_video(
     fps: float = 4.0,
     names: dict[str, str] | None = None,
     video_threshold: float | None = None,
+    evidence: Iterable[Any] = (),
 ) -> list[Path]:
     """Re-decode the analysed frames and write them annotated, with a timeline strip.
 
     Decoding again (only when annotating) keeps the analysis itself from holding frames.
-    ``video_threshold``: the video model's threshold, for the chart (:func:`timeline_figure`).
+    ``video_threshold``: the video model's threshold, for the chart (:func:`timeline_figure`);
+    ``evidence``: evidence maps of some faces (:func:`draw_evidence`), whose frames are held
+    :data:`HOLD_S`.
     """
+    maps: dict[int, list[Any]] = defaultdict(list)
+    for item in evidence:
+        maps[item.frame].append(item)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = output_stem(result.path, names)
     by_frame: dict[int, list[FaceResult]] = defaultdict(list)
@@ -302,7 +353,7 @@ def write_annotated_video(
             scale = small.shape[1] / frame.image.shape[1]
             decisive = result.decisive_track
             drawn = draw_faces(
-                small,
+                draw_evidence(small, maps.get(frame.index, ()), scale),
                 by_frame[frame.index],
                 threshold,
                 scale,
@@ -316,7 +367,8 @@ def write_annotated_video(
                 handle = stack.enter_context(replacing(video_path, WHAT, durable=False))
                 writer = _H264Writer(handle, fps, w, h)
                 stack.callback(writer.container.close)  # on failure too, before the removal
-            writer.write(composed)
+            for _ in range(max(1, round(fps * HOLD_S)) if frame.index in maps else 1):
+                writer.write(composed)
         if writer is not None:
             writer.close()
             written.append(video_path)

@@ -183,15 +183,27 @@ def face_region(point: tuple[float, float], landmarks: np.ndarray) -> str | None
 # --------------------------------------------------------------------------- pictures
 
 
+def heat(evidence: EvidenceMap, side: int = CROP) -> np.ndarray:
+    """The map as a ``side`` x ``side`` float image in [0, 1]: 0 where hiding a region does
+    not lower the score, 1 at the strongest drop (never scaled to less than :data:`FAINT`)."""
+    cells = np.clip(evidence.cells / max(evidence.strength, FAINT), 0.0, 1.0).astype(np.float32)
+    return cv2.resize(cells, (side, side), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+def paint(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """``image`` (RGB) with ``heat`` (same height and width, in [0, 1]) drawn over it:
+    transparent at 0, yellow to red as it grows."""
+    colour = np.stack([np.full_like(heat, 255), 230 * (1 - heat), 40 * (1 - heat)], axis=-1)
+    alpha = (0.65 * heat)[..., None]
+    out = image.astype(np.float32) * (1 - alpha) + colour * alpha
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
 def overlay(crop: np.ndarray, evidence: EvidenceMap, side: int = CROP) -> np.ndarray:
     """The crop with its evidence of forgery drawn over it (transparent where there is
     none, yellow to red as it grows) and the peak ringed, ``side`` pixels square (RGB)."""
-    cells = np.clip(evidence.cells / max(evidence.strength, FAINT), 0.0, 1.0).astype(np.float32)
-    heat = cv2.resize(cells, (side, side), interpolation=cv2.INTER_CUBIC).clip(0, 1)
-    base = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
-    colour = np.stack([np.full_like(heat, 255), 230 * (1 - heat), 40 * (1 - heat)], axis=-1)
-    alpha = (0.65 * heat)[..., None]
-    out = (base * (1 - alpha) + colour * alpha).round().clip(0, 255).astype(np.uint8)
+    base = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    out = paint(base, heat(evidence, side))
     if evidence.strength > 0:
         scale = side / CROP
         centre = tuple(round(c * scale) for c in evidence.peak)

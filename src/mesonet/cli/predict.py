@@ -94,7 +94,8 @@ def predict_command(
         Path | None,
         typer.Option(
             help="Write annotated copies here (boxes coloured by score; for videos an MP4 "
-            "with a timeline and the timeline as a PNG).",
+            "with a timeline and the timeline as a PNG). With --explain, the evidence maps "
+            "are drawn over their faces (a video holds those frames for a second).",
             metavar="DIR",
         ),
     ] = None,

@@ -166,15 +166,19 @@ class Analysis:
         return self._annotate(self.records.video(path, info, indices, analysed), path, analysed)
 
     def _annotate(self, result: MediaResult, source: Any, frames: Any = ()) -> MediaResult:
-        """Explain ``frames``' faces, annotate ``source`` (pixels, a video's path): if asked."""
+        """Explain ``frames``' faces, annotate ``source`` (pixels, a video's path), the maps
+        drawn over the faces they explain: if asked."""
+        shown = []
         if self.explainer is not None and frames:
-            self.explainer.attach(result, frames, source, self.finder, self.limits)
+            shown = self.explainer.attach(result, frames, source, self.finder, self.limits)
         if self.annotate_dir is not None:
             from mesonet import annotate
 
             threshold, out = self.records.threshold, self.annotate_dir
             if result.kind != "video":
-                annotate.write_annotated_image(source, result, threshold, out, names=self.names)
+                annotate.write_annotated_image(
+                    source, result, threshold, out, names=self.names, evidence=shown
+                )
             else:
                 video_threshold = None
                 if self.temporal is not None:  # the chart draws the video model's own
@@ -186,6 +190,7 @@ class Analysis:
                     out,
                     names=self.names,
                     video_threshold=video_threshold,
+                    evidence=shown,
                 )
         return result
 

@@ -21,9 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from mesonet.explain import CROP, Logits, Occlusion, face_region, overlay, png_bytes, png_data_url
+from mesonet.explain import (
+    CROP,
+    EvidenceMap,
+    Logits,
+    Occlusion,
+    face_region,
+    overlay,
+    png_bytes,
+    png_data_url,
+)
 from mesonet.faces import Face
-from mesonet.faces.align import from_crop, to_crop
+from mesonet.faces.align import crop_matrix, from_crop, to_crop
 from mesonet.results import FaceResult, MediaResult
 
 MAX_FACES = 8
@@ -36,6 +45,19 @@ MAX_DATA_URL = 64 * 1024
 """Longest data URL of one map (characters): a response carries at most
 ``MAX_FACES * MAX_DATA_URL`` bytes of maps."""
 WHAT = "evidence map"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An explained face, for drawing its map over the frame: the ``frame`` it is in, its
+    ``face``, its ``evidence`` and ``peak_region``, and ``matrix``, the 2 x 3 affine map from
+    source pixels to the pixels of its :data:`~mesonet.explain.CROP` px crop."""
+
+    frame: int
+    face: Face
+    evidence: EvidenceMap
+    peak_region: str | None
+    matrix: np.ndarray
 
 
 @dataclass
@@ -65,18 +87,18 @@ class Explainer:
         source: Any,
         finder: Any,
         limits: Any = None,
-    ) -> None:
+    ) -> list[Shown]:
         """Add ``explain`` to the chosen faces of ``result``, whose analysed ``frames``
         (:class:`~mesonet.pipeline.FrameFaces`) hold their faces; ``source`` is the image's
         pixels or the video's path (its frames decoded again under ``limits``, an
         :class:`~mesonet.budget.AnalysisLimits`), ``finder`` cuts the crops as the analysis
-        did."""
+        did. Returns the maps made, for annotated copies to draw."""
         if result.status != "ok":
-            return
+            return []
         pairs = face_pairs(result, frames)
         chosen = choose(result, pairs)
         if not chosen:
-            return
+            return []
         if result.kind == "video":
             from mesonet.media import iter_video_frames
 
@@ -88,16 +110,36 @@ class Explainer:
         by_frame: dict[int, list[int]] = {}
         for i in chosen:
             by_frame.setdefault(pairs[i][1], []).append(i)
+        shown = []
         for index, image in images:
             for i in by_frame.get(index, []):
                 face_result, _, face = pairs[i]
                 crop = finder.crops(image, [face])[0]
-                face_result.explain = self.explain(result, chosen.index(i), face, crop)
+                evidence = self.occlusion.map(self.logits, crop)
+                entry = self.explain(result, chosen.index(i), face, crop, evidence)
+                face_result.explain = entry
+                matrix = self.crop_matrix(face)
+                shown.append(Shown(index, face, evidence, entry["peak_region"], matrix))
+        return shown
 
-    def explain(self, result: MediaResult, rank: int, face: Face, crop: np.ndarray) -> dict:
+    def crop_matrix(self, face: Face) -> np.ndarray:
+        """The 2 x 3 affine map from source pixels to ``face``'s crop pixels."""
+        if self.detected:
+            matrix, render = crop_matrix(face, CROP, self.margin)
+            return matrix * (CROP / render)
+        x, y, w, h = face.box  # the whole image stretched to the crop
+        return np.array([[CROP / w, 0.0, -x * CROP / w], [0.0, CROP / h, -y * CROP / h]])
+
+    def explain(
+        self,
+        result: MediaResult,
+        rank: int,
+        face: Face,
+        crop: np.ndarray,
+        evidence: EvidenceMap,
+    ) -> dict:
         """The ``explain`` entry of the ``rank``-th most suspicious face explained in
-        ``result`` (its ``face`` and ``crop``)."""
-        evidence = self.occlusion.map(self.logits, crop)
+        ``result`` (its ``face``, ``crop`` and ``evidence``)."""
         landmarks = None
         if self.detected and len(face.landmarks) >= 5:
             landmarks = to_crop(face, np.asarray(face.landmarks), CROP, self.margin)
