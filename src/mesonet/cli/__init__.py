@@ -16,6 +16,7 @@ import typer
 from mesonet.cli.calibrate import calibrate_command
 from mesonet.cli.console import EXIT_USAGE, err
 from mesonet.cli.evaluate import evaluate_command
+from mesonet.cli.export import export_command
 from mesonet.cli.models import import_keras_command, models_command
 from mesonet.cli.predict import predict_command, scan_command
 from mesonet.cli.serve import serve_command
@@ -60,6 +61,7 @@ def _group_options(
 
 app.command("models", cls=HelpCommand)(models_command)
 app.command("import-keras", cls=HelpCommand)(import_keras_command)
+app.command("export", cls=HelpCommand)(export_command)
 app.command("predict", cls=HelpCommand)(predict_command)
 app.command("evaluate", cls=HelpCommand)(evaluate_command)
 app.command("calibrate", cls=HelpCommand)(calibrate_command)
