@@ -12,7 +12,7 @@ VIDEOS := $(wordlist 1,2,$(sort $(wildcard $(FFPP)/real/*.mp4))) \
 	$(firstword $(sort $(wildcard $(FFPP)/fake/Deepfakes__*.mp4))) \
 	$(firstword $(sort $(wildcard $(FFPP)/fake/Face2Face__*.mp4)))
 
-.PHONY: setup setup-dev predict test test-all check-wheel lint format clean
+.PHONY: setup setup-dev predict test test-all check-wheel graphs lint format clean
 
 # Two installs into one .venv, each with its own stamp so that either order works:
 # `setup` is what prediction needs (`pip install -e .`: predict, serve, scan, models);
@@ -53,6 +53,12 @@ test-all: setup-dev
 # `mesonet predict --samples` and `mesonet serve` with one request from it.
 check-wheel: setup-dev
 	$(BIN)/python tools/check_wheel.py
+
+# The OpenVINO graphs shipped in the package (src/mesonet/models/graphs/), rebuilt from the
+# bundled weights: what an install without PyTorch runs. After bundling or changing a model,
+# or upgrading OpenVINO or NNCF; tests/test_graphs.py checks they are up to date.
+graphs: setup-dev
+	$(BIN)/python tools/build_graphs.py
 
 lint format: setup-dev
 	$(BIN)/ruff check --fix src tests tools benchmarks
