@@ -89,6 +89,11 @@ def trained_meso4(path: Path, seed: int = 0) -> torch.nn.Module:
 def test_the_package_ships_a_graph_of_every_bundled_model():
     expected = {*WEIGHTS, default_model_name()}
     assert {d.removesuffix(SUFFIX) for d in DESCRIPTIONS} == expected
+    named = set(DESCRIPTIONS)
+    for description in DESCRIPTIONS:
+        doc = json.loads((GRAPHS / description).read_text())
+        named.update(doc[k][f] for k in ("graph", "int8") if k in doc for f in ("xml", "bin"))
+    assert {p.name for p in GRAPHS.iterdir()} == named  # no file left over
 
 
 @pytest.mark.parametrize("description", DESCRIPTIONS)
