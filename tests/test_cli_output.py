@@ -20,6 +20,7 @@ COMMANDS = [
     "",
     "models",
     "import-keras",
+    "export",
     "predict",
     "evaluate",
     "calibrate",
