@@ -14,12 +14,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mesonet.defaults import MIN_FACE_PX as MIN_FACE_PX
+from mesonet.defaults import MIN_SHARPNESS as MIN_SHARPNESS
 from mesonet.degradations import downscale
 
-MIN_FACE_PX = 40.0
-"""Faces whose box's larger side is under this many source pixels are not judged."""
-MIN_SHARPNESS = 0.10
-"""Faces whose :func:`sharpness` is under this are not judged."""
 DETAIL_PX = 48
 """The face size whose detail :func:`sharpness` looks past."""
 

@@ -18,10 +18,9 @@ costs one inference call; the result is the same logit to float32 rounding. ``fu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from mesonet.backends import (
     OPENVINO_BACKENDS,
@@ -34,7 +33,10 @@ from mesonet.backends import (
 )
 from mesonet.backends.fused import fusable, fused_graph
 from mesonet.models.calibration import calibrate_logits, sigmoid
-from mesonet.models.ensemble import Ensemble
+from mesonet.models.graph import GraphModel
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class ModelScorer:
@@ -56,7 +58,13 @@ class ModelScorer:
         self.calibration = getattr(card, "calibration", None) or None
         self.batch_size = batch_size
         self.fused = False
-        if isinstance(model, Ensemble) and fuse and fusable(model):
+        if isinstance(model, GraphModel):
+            self._members = graph_members(model, backend, batch_size, _threads(threads), fuse)
+            self.fused = model.is_ensemble and len(self._members) == 1
+            self.name = self._members[0][0].name
+            return
+        ensemble = getattr(model, "members", None) is not None
+        if ensemble and fuse and fusable(model):
             resolved = resolve_backend(model, backend, calibration)
             if resolved in OPENVINO_BACKENDS:
                 backend = resolved
@@ -76,7 +84,7 @@ class ModelScorer:
                 self.name = backend
                 self.fused = True
                 return
-        if isinstance(model, Ensemble):
+        if ensemble:
             members = [
                 (m, getattr(getattr(m, "card", None), "calibration", None), w)
                 for m, w in zip(model.members, model.weights, strict=True)
@@ -125,3 +133,54 @@ def create_model_scorer(
 ) -> ModelScorer:
     """A :class:`ModelScorer` for ``model`` (a MesoNet or an :class:`Ensemble`)."""
     return ModelScorer(model, backend, batch_size, threads, fuse, calibration)
+
+
+GRAPH_BACKENDS = ("auto", "openvino", "openvino-bf16", "openvino-int8")
+"""What a model in its graph form runs on (PyTorch and ONNX Runtime need its weights)."""
+
+
+def graph_backend(model: GraphModel, backend: str) -> str:
+    """The backend a graph model runs on: ``auto`` is ``openvino-int8`` when the model
+    ships an int8 graph and its card's record passes (as for its weights), else
+    ``openvino``; ``openvino-int8`` needs the shipped int8 graph."""
+    from mesonet.backends import BackendError
+    from mesonet.backends.int8_record import record_passes
+
+    if backend not in GRAPH_BACKENDS:
+        raise BackendError(
+            f"backend {backend!r} runs a model from its weights, with PyTorch: "
+            "pip install 'mesonet[train]' (or use --backend openvino)"
+        )
+    if backend == "auto":
+        return (
+            "openvino-int8" if model.int8 is not None and record_passes(model.card) else "openvino"
+        )
+    if backend == "openvino-int8" and model.int8 is None:
+        raise BackendError(
+            f"backend 'openvino-int8': {model.card.name} ships no int8 graph; quantise it "
+            "with pip install 'mesonet[train]' and --int8-calibration"
+        )
+    return backend
+
+
+def graph_members(
+    model: GraphModel, backend: str, batch_size: int, threads: int, fuse: bool = True
+) -> list[tuple[Any, Any, float]]:
+    """The engines scoring a graph model, as :class:`ModelScorer` keeps them: one (a single
+    model, a fused ensemble, an int8 graph) or one per member, with its calibration and
+    weight."""
+    backend = graph_backend(model, backend)
+    bf16 = backend == "openvino-bf16"
+
+    def engine(graph: Any) -> OpenVinoScorer:
+        return OpenVinoScorer(None, batch_size, threads, bf16=bf16, graph=graph, name=backend)
+
+    if backend == "openvino-int8":
+        assert model.int8 is not None
+        return [(engine(model.int8.read), None, 1.0)]
+    if not model.is_ensemble or (fuse and model.fusable()):
+        return [(engine(model.logit_graph), None, 1.0)]
+    return [
+        (engine(m.logit_graph), m.card.calibration or None, w)
+        for m, w in zip(model.members, model.weights, strict=True)
+    ]

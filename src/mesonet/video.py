@@ -32,14 +32,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from mesonet.aggregate import track_scores
+from mesonet.defaults import TRACK_SHARE as TRACK_SHARE
+from mesonet.defaults import TRACK_SIZE as TRACK_SIZE
 from mesonet.errors import MesonetError
 from mesonet.faces import Face, assign_tracks
 from mesonet.results import FaceResult, TrackResult
 
-TRACK_SHARE = 0.25
-"""Default share of the analysed frames a track must cover to decide the video."""
-TRACK_SIZE = 0.5
-"""Default: a deciding track's faces are at least this fraction of the largest one's size."""
 MIN_FACE_SIDE = 0.06
 """Faces smaller than this fraction of the frame's shorter side are dropped."""
 LINK_DISTANCE = 1.0

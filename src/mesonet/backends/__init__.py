@@ -34,23 +34,39 @@ No file is written and nothing is downloaded: exports stay in memory.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
-from typing import Any, Protocol
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
 # the parts' names other code reads from here, as it did from the single module
 from mesonet.backends.batching import INPUT_SIZE as INPUT_SIZE
 from mesonet.backends.batching import _as_array as _as_array
-from mesonet.backends.folding import ChannelShift as ChannelShift
-from mesonet.backends.folding import Logits, fold_batchnorm
-from mesonet.backends.onnx_engine import OnnxScorer
 from mesonet.backends.openvino_engine import OpenVinoScorer
-from mesonet.backends.openvino_engine import openvino_graph as openvino_graph
-from mesonet.backends.torch_engine import TorchScorer
 from mesonet.errors import MesonetError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+_TORCH_PARTS = {  # imported on first use: they need PyTorch, which prediction does not
+    "ChannelShift": "mesonet.backends.folding",
+    "Logits": "mesonet.backends.folding",
+    "fold_batchnorm": "mesonet.backends.folding",
+    "OnnxScorer": "mesonet.backends.onnx_engine",
+    "TorchScorer": "mesonet.backends.torch_engine",
+    "openvino_graph": "mesonet.backends.openvino_build",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _TORCH_PARTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mesonet.backends' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "AUTO_ORDER",
@@ -119,7 +135,16 @@ def _installed(backend: str) -> bool:
 
 
 def _threads(threads: int | None) -> int:
-    return int(threads) if threads else max(torch.get_num_threads(), 1)
+    """``threads``, or the default: PyTorch's setting where it is loaded, else
+    ``OMP_NUM_THREADS`` or the cores this process may run on (what PyTorch starts with)."""
+    if threads:
+        return int(threads)
+    if "torch" in sys.modules:
+        return max(sys.modules["torch"].get_num_threads(), 1)
+    try:
+        return max(int(os.environ.get("OMP_NUM_THREADS", "")), 1)
+    except ValueError:
+        return max(len(os.sched_getaffinity(0)), 1) if hasattr(os, "sched_getaffinity") else 1
 
 
 def resolve_backend(model: nn.Module, backend: str, calibration: Any = None) -> str:
@@ -182,11 +207,17 @@ def create_scorer(
     if backend == "openvino-int8":
         graph = int8_graph_factory(model, calibration, logit=output == "logit")
         return OpenVinoScorer(None, batch_size, threads, False, graph=graph, name=backend)
+    from mesonet.backends.folding import Logits, fold_batchnorm
+
     folded = fold_batchnorm(model)
     if output == "logit":
         folded = Logits(folded)
     if backend == "torch":
+        from mesonet.backends.torch_engine import TorchScorer
+
         return TorchScorer(folded, batch_size, threads)
     if backend == "onnx":
+        from mesonet.backends.onnx_engine import OnnxScorer
+
         return OnnxScorer(folded, batch_size, threads)
     return OpenVinoScorer(folded, batch_size, threads, bf16=backend == "openvino-bf16")

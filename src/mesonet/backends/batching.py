@@ -7,14 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 INPUT_SIZE = 256
 
 
 def _as_array(batch: Any) -> np.ndarray:
-    if isinstance(batch, torch.Tensor):
+    if hasattr(batch, "detach") and hasattr(batch, "numpy"):  # a torch tensor
         return batch.detach().cpu().numpy()
     if isinstance(batch, np.ndarray):
         return batch
@@ -66,14 +64,3 @@ class _ChunkedScorer:
 
     def _run(self, kind: str, chunk: np.ndarray) -> np.ndarray:
         raise NotImplementedError
-
-
-class _Uint8Input(nn.Module):
-    """uint8 N x H x W x 3 -> the model: the cast, /255 and layout change inside the graph."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.permute(0, 3, 1, 2).float() * (1.0 / 255.0))

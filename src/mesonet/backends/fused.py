@@ -19,12 +19,12 @@ members run one engine call each.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
-from mesonet.backends.folding import Logits, fold_batchnorm
+if TYPE_CHECKING:
+    from torch import nn
 
 COMBINE = "mesonet_ensemble_"
 """The prefix of the names of the ops combining the members' logits."""
@@ -89,20 +89,29 @@ def fused_graph(ensemble: nn.Module) -> Any:
     """The OpenVINO model of ``ensemble`` (fp32 N x 3 x 256 x 256 in [0, 1] in, the N
     ensemble logits before the ensemble card's calibration out). Raises ``ValueError`` when
     the ensemble is not :func:`fusable`."""
+    from mesonet.backends.folding import Logits, fold_batchnorm
+    from mesonet.backends.openvino_build import openvino_graph
+
+    if not fusable(ensemble):
+        raise ValueError("an ensemble with an isotonic member calibration cannot be fused")
+    pairs = zip(ensemble.members, ensemble.weights, strict=True)
+    graphs = [openvino_graph(Logits(fold_batchnorm(m))) for m in ensemble.members]
+    return combine_graphs(graphs, [member_scale(m, w) for m, w in pairs])
+
+
+def combine_graphs(graphs: list[Any], scales: list[float]) -> Any:
+    """One OpenVINO model of member logit ``graphs`` (each fp32 N x 3 x 256 x 256 in, N
+    logits out; built from modules or read from shipped files) over one shared input, each
+    logit times its scale, summed."""
     import openvino as ov
     import openvino.opset13 as ops
 
     from mesonet.backends.batching import INPUT_SIZE
-    from mesonet.backends.openvino_engine import openvino_graph
 
-    if not fusable(ensemble):
-        raise ValueError("an ensemble with an isotonic member calibration cannot be fused")
     x = ops.parameter([-1, 3, INPUT_SIZE, INPUT_SIZE], np.float32, name="x")
     total = None
-    for i, (member, weight) in enumerate(zip(ensemble.members, ensemble.weights, strict=True)):
-        scale = member_scale(member, weight)
-        graph = name_ops(openvino_graph(Logits(fold_batchnorm(member))), member_prefix(i))
-        z = _splice(graph, x.output(0))
+    for i, (member, scale) in enumerate(zip(graphs, scales, strict=True)):
+        z = _splice(name_ops(member, member_prefix(i)), x.output(0))
         term = ops.multiply(z, ops.constant(np.array([scale], np.float32)))
         term.set_friendly_name(f"{COMBINE}scale_{i}")
         if total is None:

@@ -54,13 +54,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from mesonet.backends.int8_record import AUC_TOLERANCE as AUC_TOLERANCE
+from mesonet.backends.int8_record import REQUIRED_SETS as REQUIRED_SETS
+
 log = logging.getLogger(__name__)
 
-AUC_TOLERANCE = 0.005
-"""Largest AUC change (either way) on a set for ``auto`` to pick int8."""
-REQUIRED_SETS = ("dfdc_faces_test", "mesonet_deepfake_val", "ffpp_faces_dev")
-"""The dev-visible image sets a card's ``int8.auc_change`` must cover for ``auto`` (the
-fourth, the ffpp-c40 videos, is checked when recorded)."""
 CALIBRATION_SIZE = 300
 """Crops taken from a calibration folder by default (evenly through its sorted files)."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -129,7 +127,7 @@ def fp32_graph(model: nn.Module) -> Any:
     """The fp32 logit graph quantised for ``model`` (a fresh OpenVINO model)."""
     from mesonet.backends.folding import Logits, fold_batchnorm
     from mesonet.backends.fused import fused_graph, name_ops
-    from mesonet.backends.openvino_engine import openvino_graph
+    from mesonet.backends.openvino_build import openvino_graph
 
     if _is_ensemble(model):
         return fused_graph(model)

@@ -23,31 +23,17 @@ from typing import Any
 from torch import nn
 
 from mesonet.backends.int8 import (
-    AUC_TOLERANCE,
     ENTRY_FILES,
     FORMAT,
     FROM_STATISTICS,
-    REQUIRED_SETS,
     cached_path,
     entry_name,
     model_key,
     quantize,
 )
+from mesonet.backends.int8_record import record_passes as record_passes
 
 log = logging.getLogger(__name__)
-
-
-def record_passes(card: Any) -> bool:
-    """Whether ``card`` records an int8 AUC change within :data:`AUC_TOLERANCE` on every
-    required set and on every other set it records."""
-    record = getattr(card, "int8", None) or {}
-    changes = record.get("auc_change") or {}
-    if not all(name in changes for name in REQUIRED_SETS):
-        return False
-    try:
-        return all(abs(float(d)) <= AUC_TOLERANCE for d in changes.values())
-    except (TypeError, ValueError):
-        return False
 
 
 def auto_runs_int8(card: Any) -> bool:

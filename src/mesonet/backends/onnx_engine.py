@@ -11,7 +11,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from mesonet.backends.batching import INPUT_SIZE, _ChunkedScorer, _Uint8Input
+from mesonet.backends.batching import INPUT_SIZE, _ChunkedScorer
+
+
+class _Uint8Input(nn.Module):
+    """uint8 N x H x W x 3 -> the model: the cast, /255 and layout change inside the graph."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.permute(0, 3, 1, 2).float() * (1.0 / 255.0))
 
 
 def _onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:

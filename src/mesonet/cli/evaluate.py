@@ -37,8 +37,7 @@ from mesonet.cli.options import (
     analysis_limits,
     input_limits,
 )
-from mesonet.judge import MIN_FACE_PX, MIN_SHARPNESS
-from mesonet.video import TRACK_SHARE, TRACK_SIZE
+from mesonet.defaults import MIN_FACE_PX, MIN_SHARPNESS, TRACK_SHARE, TRACK_SIZE
 
 
 def evaluate_command(

@@ -1,36 +1,37 @@
-"""MesoNet architectures, model cards and the registry that builds and loads them."""
+"""MesoNet architectures, model cards and the registry that builds and loads them.
 
-from mesonet.models.card import ModelCard
-from mesonet.models.ensemble import Ensemble
-from mesonet.models.meso4 import Meso4, Meso4W, MesoNet, widen_meso4
-from mesonet.models.mesoinception4 import MesoInception4
-from mesonet.models.registry import (
-    ARCHITECTURES,
-    bundled_models,
-    create_model,
-    default_model_name,
-    list_models,
-    load_model,
-    read_card,
-    save_ensemble,
-    save_model,
-)
+The names below are imported on first use: the architectures and the registry need PyTorch,
+the cards (:mod:`mesonet.models.card`) and shipped graphs (:mod:`mesonet.models.graph`) do
+not.
+"""
 
-__all__ = [
-    "ARCHITECTURES",
-    "Ensemble",
-    "Meso4",
-    "Meso4W",
-    "MesoInception4",
-    "MesoNet",
-    "ModelCard",
-    "bundled_models",
-    "create_model",
-    "default_model_name",
-    "list_models",
-    "load_model",
-    "read_card",
-    "save_ensemble",
-    "save_model",
-    "widen_meso4",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "ModelCard": "mesonet.models.card",
+    "Ensemble": "mesonet.models.ensemble",
+    "Meso4": "mesonet.models.meso4",
+    "Meso4W": "mesonet.models.meso4",
+    "MesoNet": "mesonet.models.meso4",
+    "widen_meso4": "mesonet.models.meso4",
+    "MesoInception4": "mesonet.models.mesoinception4",
+    "ARCHITECTURES": "mesonet.models.registry",
+    "bundled_models": "mesonet.models.registry",
+    "create_model": "mesonet.models.registry",
+    "default_model_name": "mesonet.models.registry",
+    "list_models": "mesonet.models.registry",
+    "load_model": "mesonet.models.registry",
+    "read_card": "mesonet.models.registry",
+    "save_ensemble": "mesonet.models.registry",
+    "save_model": "mesonet.models.registry",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mesonet.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

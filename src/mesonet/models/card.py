@@ -10,8 +10,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from mesonet.models.calibration import check_bands, check_calibration, finite_number
 from mesonet.models.sequence import check_sequence
 
@@ -305,7 +303,7 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+def tensors_sha256(state: dict[str, Any]) -> str:
     """A digest of names, dtypes, shapes and bytes of every tensor, in name order."""
     digest = hashlib.sha256()
     for name in sorted(state):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mesonet.errors import ModelError
-from mesonet.models.ensemble import is_ensemble_name
+from mesonet.models.combine import is_ensemble_name
 
 WEIGHTS_SUFFIX = ".safetensors"
 ENSEMBLE_SUFFIX = ".json"

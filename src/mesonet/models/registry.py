@@ -9,7 +9,6 @@ the weights, or a path): see :mod:`mesonet.models.ensemble`.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,19 +20,19 @@ from mesonet.destinations import write_output
 from mesonet.errors import ModelError
 from mesonet.models.card import (
     ENSEMBLE_ARCH,
-    MAX_CARD_BYTES,
     MAX_MEMBERS,
     ModelCard,
     normalization_text,
     shown,
     tensors_sha256,
 )
+from mesonet.models.card_files import CARD_KEY as CARD_KEY
+from mesonet.models.card_files import read_card as read_card
 from mesonet.models.efficientnet import EfficientNetLite0
 from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
 from mesonet.models.meso4 import Meso4, Meso4W, MesoNet, Preprocess
 from mesonet.models.mesoinception4 import MesoInception4
 from mesonet.models.references import (
-    ENSEMBLE_SUFFIX,
     bundled_models,
     cycle_text,
     default_model_name,
@@ -58,7 +57,6 @@ ARCHITECTURES: dict[str, type[MesoNet]] = {
     "meso4video": Meso4Video,
     "temporal_conv": TemporalConv,
 }
-CARD_KEY = "model_card"
 MAX_CYCLE_CARDS = 64
 """Most ensemble cards read while looking for a cycle among them."""
 
@@ -128,44 +126,6 @@ def save_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     # through the one output writer: a temporary file renamed over ``path``, umask modes
     write_output(path, save(state, metadata={CARD_KEY: card.to_json()}), "model")
-    return card
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """The model card stored in a weights file's metadata (or an ensemble card's JSON)."""
-    if Path(path).suffix == ENSEMBLE_SUFFIX:
-        return _read_ensemble_card(Path(path))
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelError(f"{path}: not a readable safetensors weights file ({exc})") from None
-    if CARD_KEY not in metadata:
-        raise ModelError(f"{path}: weights file has no model card in its metadata")
-    try:
-        return ModelCard.from_json(metadata[CARD_KEY])
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: model card is not valid JSON ({exc})") from None
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise ModelError(f"{path}: invalid model card: {exc}") from None
-
-
-def _read_ensemble_card(path: Path) -> ModelCard:
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_CARD_BYTES + 1)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the ensemble card ({exc.strerror})") from None
-    try:
-        card = ModelCard.from_json(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: ensemble card is not valid JSON ({exc})") from None
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise ModelError(f"{path}: invalid model card: {exc}") from None
-    if card.arch != ENSEMBLE_ARCH:
-        raise ModelError(f"{path}: a .json model must be an ensemble card (arch 'ensemble')")
     return card
 
 
