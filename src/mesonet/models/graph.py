@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from mesonet.models.references import ENSEMBLE_SUFFIX, bundled_models, file_kind
 GRAPHS = Path(__file__).parent / "graphs"
 """Where the bundled models' graphs are."""
 SUFFIX = ".graph.json"
+log = logging.getLogger(__name__)
 FORMAT = 1
 
 
@@ -241,13 +243,33 @@ def _ensemble(path: Path, reference: str, trust_unverified: bool) -> GraphModel:
         _single(*locate(str(m["model"]), path.parent), trust_unverified) for m in card.members
     ]
     weights = [float(m.get("weight", 1.0)) for m in card.members]
-    int8 = None
+    model = _combined(card, reference, members, weights)
     own = graph_card_path(path, reference)
     if own.is_file():  # the bundled default's prebuilt int8 graph
         data = read_graph_card(own)
-        if data.get("int8"):
-            int8 = GraphFiles.of(data["int8"], own.parent, shown(reference))
-    return _combined(card, reference, members, weights, int8)
+        if data.get("int8") and _int8_current(data, model):
+            model.int8 = GraphFiles.of(data["int8"], own.parent, shown(reference))
+    return model
+
+
+def _int8_current(data: dict[str, Any], model: GraphModel) -> bool:
+    """Whether a prebuilt int8 graph was made for this very ensemble: the card it was made
+    with is this one, and its members' weights digests and factors are these. A stale one
+    (a card or member changed since ``make graphs``) is not run."""
+    from mesonet.backends.fused import member_scale
+
+    record = (data.get("int8") or {}).get("record") or {}
+    pairs = zip(model.members, model.weights, strict=True)
+    members = [f"{m.card.weights_sha256}|{member_scale(m, w)!r}" for m, w in pairs]
+    current = (
+        data.get("card") == json.loads(model.card.to_json()) and record.get("weights") == members
+    )
+    if not current:
+        log.warning(
+            "%s: its int8 graph was made for another card or members; run make graphs",
+            model.card.name,
+        )
+    return current
 
 
 def _combined(
@@ -266,3 +288,27 @@ def _combined(
     unverified = any(m.unverified for m in members)
     models, shares = [m for m, _ in kept.values()], [w for _, w in kept.values()]
     return GraphModel(card, source, None, int8, models, shares, unverified)
+
+
+def load_for_prediction(
+    name_or_path: str | Path | None, backend: str = "auto", trust_unverified: bool = False
+) -> Any:
+    """The model to predict with: its graphs when it has them and ``backend`` runs graphs
+    (no PyTorch is imported), else its weights (PyTorch). Without PyTorch, a model with
+    no graph is refused with the way to make one."""
+    from mesonet.scoring import GRAPH_BACKENDS
+
+    if backend in GRAPH_BACKENDS and has_graph(name_or_path):
+        return load_graph_model(name_or_path, trust_unverified=trust_unverified)
+    try:
+        from mesonet.models.registry import load_model
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "torch":
+            raise
+        why = "has no graph" if backend in GRAPH_BACKENDS else f"runs on {backend!r} with PyTorch"
+        raise ModelError(
+            f"{shown(str(name_or_path or 'the default model'))} {why}, and PyTorch is not "
+            "installed: pip install 'mesonet[train]' (then `mesonet export MODEL` makes the "
+            "graph this install runs)"
+        ) from None
+    return load_model(name_or_path, trust_unverified=trust_unverified)

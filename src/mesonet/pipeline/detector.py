@@ -9,12 +9,13 @@ applies to the next file.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 from mesonet.aggregate import AGGREGATIONS
 from mesonet.budget import AnalysisLimits
@@ -23,7 +24,7 @@ from mesonet.faces import DEFAULT_MARGIN, FaceDetector
 from mesonet.inputs import Input, Limits, discover
 from mesonet.judge import MIN_FACE_PX, MIN_SHARPNESS, check_judging
 from mesonet.media import media_kind, read_image
-from mesonet.models import MesoNet, load_model
+from mesonet.models.graph import load_for_prediction
 from mesonet.pipeline.analysis import Analysis
 from mesonet.pipeline.faces import FACE_MODES, FaceDetectors
 from mesonet.pipeline.read import ImageBatch, guarded, read_ahead, unreadable
@@ -84,7 +85,7 @@ class Detector(FaceDetectors, VideoEvidence):
 
     def __init__(
         self,
-        model: str | os.PathLike[str] | MesoNet | None = None,
+        model: Any = None,
         *,
         threshold: float | None = None,
         faces: str = "detect",
@@ -104,7 +105,7 @@ class Detector(FaceDetectors, VideoEvidence):
         limits: AnalysisLimits | None = None,
         track_share: float = TRACK_SHARE,
         track_size: float = TRACK_SIZE,
-        video_model: str | os.PathLike[str] | torch.nn.Module | None = None,
+        video_model: Any = None,
         video_rule: str = "mean",
         video_windows: int = VIDEO_WINDOWS,
         explain: bool | str | os.PathLike[str] | None = None,
@@ -114,11 +115,13 @@ class Detector(FaceDetectors, VideoEvidence):
     ) -> None:
         check_settings(faces, aggregate, frames, fps, redetect_s, track_share, track_size)
         self.track_share, self.track_size = float(track_share), float(track_size)
-        if not isinstance(model, torch.nn.Module):
-            model = load_model(model, trust_unverified=trust_unverified)
+        if not is_module(model):  # a name or path: its graphs, else its weights
+            model = load_for_prediction(model, backend, trust_unverified)
         self.set_video(model, video_model, video_rule, video_windows, trust_unverified)
-        self.model = model
-        self.model.eval().to(memory_format=torch.channels_last)
+        self.model = model.eval()
+        if is_module(model):
+            torch = sys.modules["torch"]
+            self.model.to(memory_format=torch.channels_last)
         self.scorer = create_model_scorer(self.model, backend, batch_size)
         self.backend = self.scorer.name
         card = getattr(self.model, "card", None)
@@ -210,3 +213,9 @@ def check_settings(
     if not redetect_s >= 0:
         raise MesonetError(f"redetect_s must be 0 or more, not {redetect_s}")
     check_rules(track_share, track_size)
+
+
+def is_module(model: Any) -> bool:
+    """Whether ``model`` is a PyTorch module (only when PyTorch is loaded can it be one)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)

@@ -8,9 +8,9 @@ faces, all at once for a batch of images or ``batch_size`` at a time along a vid
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
-import torch
 
 from mesonet.errors import MesonetError
 from mesonet.judge import sharpness
@@ -21,8 +21,16 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 :class:`~mesonet.scoring.ModelScorer`)."""
 
 
-def to_batch(crops: Sequence[np.ndarray]) -> torch.Tensor:
-    """uint8 RGB crops (N x 256 x 256 x 3) -> float32 N x 3 x 256 x 256 in [0, 1], channels-last."""
+def unit_batch(crops: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 RGB crops (N x 256 x 256 x 3) -> float32 N x 3 x 256 x 256 in [0, 1] (numpy)."""
+    return np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+
+
+def to_batch(crops: Sequence[np.ndarray]) -> Any:
+    """uint8 RGB crops (N x 256 x 256 x 3) -> float32 N x 3 x 256 x 256 in [0, 1], channels-last
+    (a PyTorch tensor: the training side's and a module's input)."""
+    import torch
+
     array = np.stack(crops)
     batch = torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
     return batch.contiguous(memory_format=torch.channels_last)

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 
 from mesonet.aggregate import decision_threshold
 from mesonet.budget import AnalysisClock
@@ -46,7 +45,7 @@ from mesonet.media import VideoInfo, iter_video_frames, probe_video, sample_fram
 from mesonet.models.sequence import is_video_card
 from mesonet.pipeline.faces import Found
 from mesonet.pipeline.read import PREFETCH_FRAMES, prefetch
-from mesonet.pipeline.score import score_stream, to_batch
+from mesonet.pipeline.score import score_stream, to_batch, unit_batch
 from mesonet.results import MediaResult, WindowScore
 from mesonet.video import choose_decisive
 
@@ -79,11 +78,11 @@ def check_video_options(rule: str, windows: int) -> None:
         raise MesonetError(f"video_windows must be from 0 to 16, not {windows}")
 
 
-def load_video_model(name: Any, trust_unverified: bool = False) -> torch.nn.Module:
-    """A video model: a loaded one, or by bundled name or path, loaded once per process
-    (the web service's requests share it; inference does not change it). Refused when it
-    is an image model."""
-    shared = not isinstance(name, torch.nn.Module)
+def load_video_model(name: Any, trust_unverified: bool = False) -> Any:
+    """A video model: a loaded one, or by bundled name or path (its graph where it has
+    one), loaded once per process (the web service's requests share it; inference does not
+    change it). Refused when it is an image model."""
+    shared = isinstance(name, str | Path)
     model = _load_shared(str(name), trust_unverified) if shared else name
     if not is_video_card(getattr(model, "card", None)):
         raise MesonetError(
@@ -94,10 +93,10 @@ def load_video_model(name: Any, trust_unverified: bool = False) -> torch.nn.Modu
 
 
 @functools.lru_cache(maxsize=4)
-def _load_shared(name: str, trust_unverified: bool) -> torch.nn.Module:
-    from mesonet.models import load_model
+def _load_shared(name: str, trust_unverified: bool) -> Any:
+    from mesonet.models.graph import load_for_prediction
 
-    return load_model(name, trust_unverified=trust_unverified)
+    return load_for_prediction(name, trust_unverified=trust_unverified)
 
 
 def bundled_video_models() -> list[str]:
@@ -126,11 +125,22 @@ def window_indices(info: VideoInfo, windows: int, length: int, step: int = 1) ->
     return sorted(out)
 
 
+@functools.lru_cache(maxsize=4)
+def _compiled(model: Any) -> Any:
+    """A video model's graph compiled for the CPU (once per model and process)."""
+    import openvino as ov
+
+    from mesonet.backends import _threads
+
+    config = {"INFERENCE_NUM_THREADS": _threads(None), "INFERENCE_PRECISION_HINT": "f32"}
+    return ov.Core().compile_model(model.logit_graph(), "CPU", config)
+
+
 @dataclass
 class TemporalStage:
     """A loaded video model and the rule combining its evidence with the frames'."""
 
-    model: torch.nn.Module
+    model: Any  # a video model's module, or its graph (mesonet.models.graph.GraphModel)
     rule: str = "mean"
     windows: int = VIDEO_WINDOWS
 
@@ -148,10 +158,20 @@ class TemporalStage:
 
         return model_label(self.model)
 
-    @torch.no_grad()
     def logits(self, windows: Sequence[Sequence[np.ndarray]]) -> list[float]:
-        """The model's logit for each of ``windows`` of crops."""
-        return [float(self.model.logits(to_batch(w).contiguous().unsqueeze(0))[0]) for w in windows]
+        """The model's logit for each of ``windows`` of crops (its graph on OpenVINO, or its
+        module on PyTorch)."""
+        from mesonet.models.graph import GraphModel
+
+        if isinstance(self.model, GraphModel):
+            run = _compiled(self.model)
+            return [float(np.asarray(run(unit_batch(w)[None])[0]).reshape(-1)[0]) for w in windows]
+        import torch
+
+        with torch.no_grad():
+            return [
+                float(self.model.logits(to_batch(w).contiguous().unsqueeze(0))[0]) for w in windows
+            ]
 
     def probability(self, windows: Sequence[Sequence[np.ndarray]]) -> float:
         """The sigmoid of the mean logit of the model over ``windows`` of crops."""
