@@ -73,7 +73,8 @@ def models_command(
     import dataclasses
     import json
 
-    from mesonet.models import default_model_name, list_models
+    from mesonet.models.card_files import list_models
+    from mesonet.models.references import default_model_name
 
     cards = list_models()
     default = default_model_name()
@@ -92,11 +93,11 @@ def _models_table(cards: list, default: str | None) -> Table:
     what it is calibrated on, in a terminal wide enough); the default named below. Lines
     break only between words: at 80 columns every dataset name is whole (``--json`` has
     every field)."""
-    from mesonet.backends.int8_choice import auto_runs_int8
+    from mesonet.models.graph import ships_int8
     from mesonet.output import plain_table
 
     wide = out.width >= CALIBRATED_MIN_WIDTH
-    int8 = [card.name for card in cards if auto_runs_int8(card)]
+    int8 = [card.name for card in cards if ships_int8(card)]
     # every word of "trained on" whole (an ensemble's member names are 25 characters): in
     # 80 columns that leaves one space between columns instead of two
     words = max((len(w) for card in cards for w in trained_on(card).split()), default=10)

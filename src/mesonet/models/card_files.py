@@ -10,7 +10,7 @@ from safetensors import SafetensorError
 
 from mesonet.errors import ModelError
 from mesonet.models.card import ENSEMBLE_ARCH, MAX_CARD_BYTES, ModelCard
-from mesonet.models.references import ENSEMBLE_SUFFIX
+from mesonet.models.references import ENSEMBLE_SUFFIX, bundled_models, default_model_name
 
 CARD_KEY = "model_card"
 """The safetensors metadata key holding the card (JSON)."""
@@ -52,3 +52,10 @@ def _read_ensemble_card(path: Path) -> ModelCard:
     if card.arch != ENSEMBLE_ARCH:
         raise ModelError(f"{path}: a .json model must be an ensemble card (arch 'ensemble')")
     return card
+
+
+def list_models() -> list[ModelCard]:
+    """Model cards of every bundled model, default first."""
+    cards = [read_card(path) for path in bundled_models().values()]
+    default = default_model_name()
+    return sorted(cards, key=lambda c: (c.name != default, c.name))

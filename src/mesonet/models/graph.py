@@ -97,7 +97,7 @@ class GraphFiles:
         return ov.Core().read_model(str(self.xml), str(self.bin))
 
 
-@dataclass
+@dataclass(eq=False)  # one model, one identity (a cache key)
 class GraphModel:
     """A model in its shipped-graph form: its ``card``, its fp32 ``graph`` (None for an
     ensemble, whose ``members`` and ``weights`` are fused when scored), its prebuilt
@@ -110,6 +110,8 @@ class GraphModel:
     members: list[GraphModel] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
     unverified: bool = False
+    weights_sha256: str = ""  # the digest of the tensors the graph was made from
+    int8_entry: str = ""  # the int8 graph's name in the PyTorch path's cache (same graph)
 
     @property
     def arch(self) -> str:
@@ -232,7 +234,8 @@ def _single(path: Path, reference: str, trust_unverified: bool) -> GraphModel:
     int8 = GraphFiles.of(data["int8"], folder, what) if data.get("int8") else None
     if graph is None:
         raise ModelError(f"{card_path}: names no graph")
-    return GraphModel(card, reference, graph, int8, unverified=unverified)
+    digest = str(data.get("weights_sha256") or "")
+    return GraphModel(card, reference, graph, int8, unverified=unverified, weights_sha256=digest)
 
 
 def _ensemble(path: Path, reference: str, trust_unverified: bool) -> GraphModel:
@@ -249,6 +252,7 @@ def _ensemble(path: Path, reference: str, trust_unverified: bool) -> GraphModel:
         data = read_graph_card(own)
         if data.get("int8") and _int8_current(data, model):
             model.int8 = GraphFiles.of(data["int8"], own.parent, shown(reference))
+            model.int8_entry = str((data["int8"].get("record") or {}).get("entry") or "")
     return model
 
 
@@ -312,3 +316,18 @@ def load_for_prediction(
             "graph this install runs)"
         ) from None
     return load_model(name_or_path, trust_unverified=trust_unverified)
+
+
+def ships_int8(card: ModelCard) -> bool:
+    """Whether ``auto`` runs this bundled model in int8: its card's record passes and its
+    prebuilt int8 graph was made with this very card (what ``mesonet models`` says)."""
+    from mesonet.backends.int8_record import record_passes
+
+    path = GRAPHS / f"{card.name}{SUFFIX}"
+    if not record_passes(card) or not path.is_file():
+        return False
+    try:
+        data = read_graph_card(path)
+    except ModelError:
+        return False
+    return bool(data.get("int8")) and data.get("card") == json.loads(card.to_json())

@@ -27,13 +27,13 @@ from mesonet.models.card import (
     tensors_sha256,
 )
 from mesonet.models.card_files import CARD_KEY as CARD_KEY
+from mesonet.models.card_files import list_models as list_models
 from mesonet.models.card_files import read_card as read_card
 from mesonet.models.efficientnet import EfficientNetLite0
 from mesonet.models.ensemble import SEPARATOR, Ensemble, ensemble_card, is_ensemble_name
 from mesonet.models.meso4 import Meso4, Meso4W, MesoNet, Preprocess
 from mesonet.models.mesoinception4 import MesoInception4
 from mesonet.models.references import (
-    bundled_models,
     cycle_text,
     default_model_name,
     file_kind,
@@ -97,13 +97,6 @@ def create_model_for(card: ModelCard) -> MesoNet:
     if card.sequence:  # a video model: frames and the frame model it sits on
         return create_video_model(card)
     return create_model(card.arch, card.input_size, card.mean, card.std)
-
-
-def list_models() -> list[ModelCard]:
-    """Model cards of every bundled model, default first."""
-    cards = [read_card(path) for path in bundled_models().values()]
-    default = default_model_name()
-    return sorted(cards, key=lambda c: (c.name != default, c.name))
 
 
 def save_model(

@@ -59,7 +59,10 @@ def weights_digests(model: Any) -> list[str]:
     from the weights in memory: a file whose card carries no digest is covered too."""
     from mesonet.models.card import tensors_sha256
 
-    return [tensors_sha256(member.state_dict()) for member in _members(model)]
+    return [
+        getattr(member, "weights_sha256", "") or tensors_sha256(member.state_dict())
+        for member in _members(model)
+    ]
 
 
 def card_digest(model: Any) -> str:
@@ -81,8 +84,6 @@ def card_digest(model: Any) -> str:
 
 def scan_settings(detector: Any) -> dict[str, Any]:
     """Every setting of ``detector`` that changes a scan's records, as JSON values."""
-    from mesonet.backends.int8_choice import inference_kind
-
     options = getattr(detector, "_detector_options", {}) or {}
     temporal = getattr(detector, "temporal", None)  # a video model of face tracks, if any
     backend = str(getattr(detector, "backend", ""))
@@ -103,9 +104,24 @@ def scan_settings(detector: Any) -> dict[str, Any]:
         "video_detect_side": getattr(detector, "video_detect_side", None),
         "min_face_size": options.get("min_face_size"),
         "face_confidence": options.get("face_confidence"),
-        "inference": inference_kind(detector.model, backend),  # exact engines agree (1e-4)
+        "inference": _inference(detector.model, backend),  # exact engines agree (1e-4)
         "video_model": None if temporal is None else video_settings(temporal),
     }
+
+
+def _inference(model: Any, backend: str) -> str:
+    """What the records' arithmetic is (:func:`mesonet.backends.int8_choice.inference_kind`);
+    a shipped int8 graph is named by its entry in the PyTorch path's cache (the same graph)."""
+    entry = getattr(model, "int8_entry", None)
+    if entry is not None:  # a model in its graph form
+        return f"int8 {entry}" if "int8" in backend and entry else inference_label(backend)
+    from mesonet.backends.int8_choice import inference_kind
+
+    return inference_kind(model, backend)
+
+
+def inference_label(backend: str) -> str:
+    return "bf16" if "bf16" in backend else "int8" if "int8" in backend else "exact"
 
 
 def video_settings(temporal: Any) -> dict[str, Any]:

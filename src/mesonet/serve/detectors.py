@@ -4,6 +4,7 @@ and those of other bundled models a request picks, built on first use."""
 from __future__ import annotations
 
 import collections
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -27,15 +28,14 @@ def detector_factories(
     ``model`` is what ``Detector`` accepts; it is loaded here, once, and shared by the
     served model's detectors.
     """
-    from mesonet.models import load_model
+    from mesonet.models.graph import load_for_prediction
     from mesonet.pipeline import Detector
 
     def build(chosen: Any) -> Any:
         return Detector(chosen, limits=limits)
 
-    served = (
-        model if hasattr(model, "forward") else load_model(model, trust_unverified=trust_unverified)
-    )
+    named = model is None or isinstance(model, str | os.PathLike)
+    served = load_for_prediction(model, trust_unverified=trust_unverified) if named else model
     return (lambda: build(served)), build
 
 

@@ -111,14 +111,14 @@ class Service:
     def int8_models(self, cards: list[Any]) -> list[str]:
         """The names of the bundled models (``cards``) a request is scored in int8 by: where
         this server has built the model's detectors, what they run; else what ``auto``
-        would (:func:`~mesonet.backends.int8_choice.auto_runs_int8`)."""
-        from mesonet.backends.int8_choice import auto_runs_int8
+        would (:func:`~mesonet.models.graph.ships_int8`)."""
+        from mesonet.models.graph import ships_int8
 
         built = self.pools.backends
         return [
             card.name
             for card in cards
-            if (built[card.name] == "openvino-int8" if card.name in built else auto_runs_int8(card))
+            if (built[card.name] == "openvino-int8" if card.name in built else ships_int8(card))
         ]
 
     # ------------------------------------------------------------------ inference
