@@ -102,6 +102,9 @@ def main() -> None:
 
 
 EXTRAS = {
+    "torch": "train",
+    "nncf": "train",
+    "efficientnet_lite_pytorch": "train",
     "sklearn": "train",
     "scipy": "train",
     "albumentations": "train",

@@ -309,12 +309,18 @@ def load_for_prediction(
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] != "torch":
             raise
-        why = "has no graph" if backend in GRAPH_BACKENDS else f"runs on {backend!r} with PyTorch"
-        raise ModelError(
-            f"{shown(str(name_or_path or 'the default model'))} {why}, and PyTorch is not "
-            "installed: pip install 'mesonet[train]' (then `mesonet export MODEL` makes the "
-            "graph this install runs)"
-        ) from None
+        what = shown(str(name_or_path or "the default model"))
+        if backend in GRAPH_BACKENDS:
+            hint = (
+                f"{what} has no graph and PyTorch is not installed: make its graph with "
+                f"`mesonet export {what}` where pip install 'mesonet[train]' is done"
+            )
+        else:
+            hint = (
+                f"--backend {backend} needs PyTorch: pip install 'mesonet[train]' "
+                "(or leave --backend auto)"
+            )
+        raise ModelError(hint) from None
     return load_model(name_or_path, trust_unverified=trust_unverified)
 
 

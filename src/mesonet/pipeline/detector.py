@@ -115,7 +115,7 @@ class Detector(FaceDetectors, VideoEvidence):
     ) -> None:
         check_settings(faces, aggregate, frames, fps, redetect_s, track_share, track_size)
         self.track_share, self.track_size = float(track_share), float(track_size)
-        if not is_module(model):  # a name or path: its graphs, else its weights
+        if model is None or isinstance(model, str | os.PathLike):  # its graphs, else weights
             model = load_for_prediction(model, backend, trust_unverified)
         self.set_video(model, video_model, video_rule, video_windows, trust_unverified)
         self.model = model.eval()
