@@ -43,9 +43,7 @@ def lean_env(tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("lean")
     (folder / "sitecustomize.py").write_text(BLOCKER)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(folder), env.get("PYTHONPATH", "")]).rstrip(
-        os.pathsep
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
 
