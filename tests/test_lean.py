@@ -184,3 +184,22 @@ def test_a_model_without_a_graph_is_refused_with_the_way_to_make_one(lean_env, t
     result = mesonet(["predict", "--samples", "-m", str(weights)], lean_env)
     assert result.returncode == 2
     assert "mesonet export" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_graph_left_stale_by_new_weights_is_not_run(tmp_path, caplog):
+    import torch
+
+    from mesonet.export import export_graph
+    from mesonet.models import ModelCard, create_model, save_model
+    from mesonet.models.graph import has_graph, load_for_prediction
+
+    torch.manual_seed(0)
+    path = tmp_path / "mine.safetensors"
+    save_model(create_model("meso4").eval(), path, ModelCard(name="mine", arch="meso4"))
+    export_graph(path, tmp_path)
+    assert has_graph(path)
+    assert type(load_for_prediction(path)).__name__ == "GraphModel"
+    save_model(create_model("meso4").eval(), path, ModelCard(name="mine", arch="meso4"))
+    assert not has_graph(path)  # trained again: the graph beside it is another model's
+    assert "export it again" in caplog.text
+    assert type(load_for_prediction(path)).__name__ == "Meso4"  # its weights, with PyTorch

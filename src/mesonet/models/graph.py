@@ -154,9 +154,24 @@ def has_graph(name_or_path: str | Path | None) -> bool:
                 members = [locate(str(m["model"]), path.parent) for m in card.members]
                 if not all(graph_card_path(p, r).is_file() for p, r in members):
                     return False
-            elif not graph_card_path(path, reference).is_file():
+            elif not graph_card_path(path, reference).is_file() or not _current(path, reference):
                 return False
     except ModelError:
+        return False
+    return True
+
+
+def _current(path: Path, reference: str) -> bool:
+    """Whether the graph beside a weights file was made from these very weights (a model
+    trained again under the same name leaves a stale graph, which is not run)."""
+    if reference in bundled_models() or path.suffix != ".safetensors":
+        return True  # bundled: tests/test_graphs.py checks them; a graph card given itself
+    from mesonet.models.card_files import read_card
+
+    made_from = read_graph_card(graph_card_path(path, reference)).get("weights_sha256")
+    now = read_card(path).weights_sha256
+    if now and made_from != now:
+        log.warning("%s: its graph was made from other weights: mesonet export it again", path)
         return False
     return True
 
@@ -312,7 +327,7 @@ def load_for_prediction(
         what = shown(str(name_or_path or "the default model"))
         if backend in GRAPH_BACKENDS:
             hint = (
-                f"{what} has no graph and PyTorch is not installed: make its graph with "
+                f"{what} has no current graph and PyTorch is not installed: make it with "
                 f"`mesonet export {what}` where pip install 'mesonet[train]' is done"
             )
         else:
