@@ -431,13 +431,15 @@ def test_a_video_model_as_a_request_s_model_is_a_422_up_front(model, tmp_path):
 
 
 @ON_OPENVINO
-def test_without_a_cache_the_service_lists_no_model_as_int8(tmp_path, monkeypatch):
+def test_without_a_cache_the_service_still_runs_the_default_in_int8(tmp_path, monkeypatch):
+    from mesonet.models import default_model_name
     from mesonet.serve import create_app
 
-    monkeypatch.setenv("MESONET_NO_CACHE", "1")
+    monkeypatch.setenv("MESONET_NO_CACHE", "1")  # the int8 graph ships: no cache needed
     with TestClient(create_app(None, tmp_dir=tmp_path / "up")) as client:
         shown = client.get("/api/v1/models").json()
-    assert shown["serving"]["backend"] == "openvino" and shown["int8"] == []
+    assert shown["serving"]["backend"] == "openvino-int8"
+    assert shown["int8"] == [default_model_name()]
 
 
 @ON_OPENVINO

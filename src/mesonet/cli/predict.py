@@ -93,8 +93,7 @@ def predict_command(
         Path | None,
         typer.Option(
             help="Write annotated copies here (boxes coloured by score; for videos an MP4 "
-            "with a timeline and the timeline as a PNG). With --explain, the evidence maps "
-            "are drawn over their faces (a video holds those frames for a second).",
+            "with a timeline and the timeline as a PNG; with --explain, the maps too).",
             metavar="DIR",
         ),
     ] = None,

@@ -184,7 +184,7 @@ def load_graph_model(
     ``ModelError`` when a graph is missing or is not the one its card names."""
     parts = _parts(name_or_path)
     if len(parts) > 1 or (name_or_path is not None and is_ensemble_name(str(name_or_path))):
-        members = [_single(p, r, trust_unverified) for p, r in parts]
+        members = [_member(p, r, trust_unverified) for p, r in parts]
         card = ensemble_card(str(name_or_path), members, [1.0] * len(members))
         return _combined(card, str(name_or_path), members, [1.0] * len(members))
     ((path, reference),) = parts
@@ -253,12 +253,32 @@ def _single(path: Path, reference: str, trust_unverified: bool) -> GraphModel:
     return GraphModel(card, reference, graph, int8, unverified=unverified, weights_sha256=digest)
 
 
+def _member(
+    path: Path, reference: str, trust_unverified: bool, card_path: Path | None = None
+) -> GraphModel:
+    """An ensemble's member: refused when it is an ensemble or a video model (as the
+    registry refuses them), else loaded as one model."""
+    from mesonet.models.card_files import read_card
+    from mesonet.models.sequence import is_video_card
+
+    where = "" if card_path is None else f"{card_path}: member {shown(reference)}: "
+    card = read_card(path)
+    if card.arch == ENSEMBLE_ARCH:
+        raise ModelError(f"{where}{reference}: an ensemble cannot be a member of another ensemble")
+    if is_video_card(card):
+        raise ModelError(
+            f"{where}{reference} is a video model: it cannot be a member of an ensemble "
+            "(give it as --video-model)"
+        )
+    return _single(path, reference, trust_unverified)
+
+
 def _ensemble(path: Path, reference: str, trust_unverified: bool) -> GraphModel:
     card = _json_card(path)
     if card.arch != ENSEMBLE_ARCH:
         raise ModelError(f"{path}: a .json model must be an ensemble card (arch 'ensemble')")
     members = [
-        _single(*locate(str(m["model"]), path.parent), trust_unverified) for m in card.members
+        _member(*locate(str(m["model"]), path.parent), trust_unverified, path) for m in card.members
     ]
     weights = [float(m.get("weight", 1.0)) for m in card.members]
     model = _combined(card, reference, members, weights)
