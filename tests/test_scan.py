@@ -265,6 +265,45 @@ def test_one_scan_writes_an_output_at_a_time(tmp_path):
     assert list(read_records(tmp_path / "o.jsonl")) == [{"path": "/a.jpg", "status": "ok"}]
 
 
+FORKED_CHILD = """
+import os, signal, sys, time
+from mesonet.scan.writers import JsonlWriter
+from mesonet.scan.writers.jsonl import read_jsonl
+
+out = sys.argv[1]
+with JsonlWriter(out) as writer:
+    writer.write([{"path": "/a.jpg", "status": "ok"}])
+    child = os.fork()
+    if child == 0:
+        time.sleep(60)
+        os._exit(0)
+try:
+    with JsonlWriter(out) as again:  # the child still lives
+        again.write([{"path": "/b.jpg", "status": "ok"}])
+finally:
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+from pathlib import Path
+print(*[r["path"] for r in read_jsonl(Path(out))])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_keep_a_scan_output_locked(tmp_path):
+    """A process forked while a scan writes (another library's worker pool) once kept the
+    output's lock for its whole life, and the next scan of it was refused. (In its own
+    process: a fork inside a test worker would copy the worker's channel too.)"""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_CHILD, str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["/a.jpg", "/b.jpg"]
+
+
 def test_local_engine_does_not_import_ray(collection, served_model, tmp_path):
     code = (
         "import sys; from mesonet.scan import scan; "

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import stat
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +28,29 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+
+_LOCKED: weakref.WeakSet[JsonlWriter] = weakref.WeakSet()
+"""The writers holding their file's lock in this process."""
+
+
+def _release_in_child() -> None:
+    """In a process forked from this one (another library's worker pool, a subprocess
+    between fork and exec), let go of every scan output's file: its copy of the descriptor
+    would keep the lock held (a flock belongs to the open file, shared by a fork) for as
+    long as the child lives, and a later scan of that output would be refused. The
+    descriptor is pointed at /dev/null, so the child's file objects stay valid."""
+    for writer in list(_LOCKED):
+        handle = getattr(writer, "_fh", None)
+        if handle is None or handle.closed:
+            continue
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, handle.fileno())
+            os.close(null)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_in_child)
 
 
 def _complete_end(fh: IO[bytes]) -> int:
@@ -116,6 +140,7 @@ class JsonlWriter:
                 fh.close()
                 raise
             self._fh = fh
+            _LOCKED.add(self)
             return
         raise MesonetError(f"{self.path} keeps being replaced by another scan; try again")
 
