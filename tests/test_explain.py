@@ -45,6 +45,28 @@ def in_patch(point, scale=(1.0, 1.0)) -> bool:
     return x0 <= x <= x1 and y0 <= y <= y1
 
 
+def noise_png(tmp_path: Path) -> Path:
+    """A 512 x 384 noise picture at ``in/noise.png`` (the patch model's crop, stretched)."""
+    path = tmp_path / "in" / "noise.png"
+    path.parent.mkdir()
+    cv2.imwrite(str(path), cv2.resize(noise(), (512, 384), interpolation=cv2.INTER_NEAREST))
+    return path
+
+
+def face_clip(tmp_path: Path) -> Path:
+    """A 1 s clip of a packaged sample face sliding across a black frame."""
+    from conftest import make_video
+
+    from mesonet.inputs import sample_paths
+
+    face = cv2.cvtColor(cv2.imread(str(sample_paths()[-1])), cv2.COLOR_BGR2RGB)
+    frames = [
+        cv2.copyMakeBorder(face, 40, 41, 60 + 2 * i, 61 - 2 * i, cv2.BORDER_CONSTANT)
+        for i in range(10)
+    ]
+    return make_video(tmp_path / "clip.mp4", frames, fps=10.0)
+
+
 @pytest.fixture(scope="module")
 def patch_scorer():
     from mesonet.scoring import create_model_scorer
@@ -106,10 +128,7 @@ def test_overlay_is_the_crop_where_there_is_no_evidence():
 def test_predict_writes_maps_whose_peak_is_the_patch_in_source_pixels(tmp_path):
     from mesonet.pipeline import Detector
 
-    image = cv2.resize(noise(), (512, 384), interpolation=cv2.INTER_NEAREST)
-    path = tmp_path / "in" / "noise.png"
-    path.parent.mkdir()
-    cv2.imwrite(str(path), image)
+    path = noise_png(tmp_path)
     out = tmp_path / "maps"
     detector = Detector(PatchModel(), faces="none", backend="openvino", explain=out)
     record = detector.predict(path).to_dict()
@@ -126,17 +145,9 @@ def test_predict_writes_maps_whose_peak_is_the_patch_in_source_pixels(tmp_path):
 
 
 def test_video_maps_are_the_deciding_tracks_most_suspicious_frames(tmp_path):
-    from conftest import make_video
-
-    from mesonet.inputs import sample_paths
     from mesonet.pipeline import Detector
 
-    face = cv2.cvtColor(cv2.imread(str(sample_paths()[-1])), cv2.COLOR_BGR2RGB)
-    frames = [
-        cv2.copyMakeBorder(face, 40, 41, 60 + 2 * i, 61 - 2 * i, cv2.BORDER_CONSTANT)
-        for i in range(10)
-    ]
-    video = make_video(tmp_path / "clip.mp4", frames, fps=10.0)
+    video = face_clip(tmp_path)
     out = tmp_path / "maps"
     result = Detector(PatchModel(), frames=6, backend="openvino", explain=out).predict(video)
     assert result.status == "ok", result.error
@@ -155,10 +166,7 @@ def test_video_maps_are_the_deciding_tracks_most_suspicious_frames(tmp_path):
 def test_annotated_copies_draw_the_map_over_the_face_it_explains(tmp_path):
     from mesonet.pipeline import Detector
 
-    image = cv2.resize(noise(), (512, 384), interpolation=cv2.INTER_NEAREST)
-    path = tmp_path / "in" / "noise.png"
-    path.parent.mkdir()
-    cv2.imwrite(str(path), image)
+    path = noise_png(tmp_path)
     copies = {}
     for explain in (None, tmp_path / "maps"):
         out = tmp_path / f"annotated-{explain is not None}"
@@ -178,18 +186,11 @@ def test_annotated_copies_draw_the_map_over_the_face_it_explains(tmp_path):
 
 def test_annotated_videos_hold_the_frames_whose_map_they_draw(tmp_path):
     import av
-    from conftest import make_video
 
     from mesonet.annotate import HOLD_S
-    from mesonet.inputs import sample_paths
     from mesonet.pipeline import Detector
 
-    face = cv2.cvtColor(cv2.imread(str(sample_paths()[-1])), cv2.COLOR_BGR2RGB)
-    frames = [
-        cv2.copyMakeBorder(face, 40, 41, 60 + 2 * i, 61 - 2 * i, cv2.BORDER_CONSTANT)
-        for i in range(10)
-    ]
-    video = make_video(tmp_path / "clip.mp4", frames, fps=10.0)
+    video = face_clip(tmp_path)
     counts = {}
     for explain in (None, tmp_path / "maps"):
         out = tmp_path / f"annotated-{explain is not None}"

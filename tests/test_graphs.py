@@ -22,7 +22,6 @@ from mesonet.inputs import sample_paths
 from mesonet.models import (
     ModelCard,
     bundled_models,
-    create_model,
     default_model_name,
     load_model,
     read_card,
@@ -71,14 +70,9 @@ def crops() -> np.ndarray:
 
 def trained_meso4(path: Path, seed: int = 0) -> torch.nn.Module:
     """A Meso-4 whose batch norms hold non-trivial statistics, saved at ``path``."""
-    torch.manual_seed(seed)
-    model = create_model("meso4")
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 2.0)
-            module.bias.data.uniform_(-0.5, 0.5)
+    from test_backends import trained_looking
+
+    model = trained_looking("meso4", seed)
     save_model(model, path, ModelCard(name=f"meso4.t{seed}", arch="meso4"))
     return model.eval()
 
