@@ -203,3 +203,31 @@ def test_a_graph_left_stale_by_new_weights_is_not_run(tmp_path, caplog):
     assert not has_graph(path)  # trained again: the graph beside it is another model's
     assert "export it again" in caplog.text
     assert type(load_for_prediction(path)).__name__ == "Meso4"  # its weights, with PyTorch
+
+
+def test_an_exported_model_runs_without_pytorch_with_its_scores(lean_env, tmp_path):
+    from test_backends import trained_looking
+
+    from mesonet.export import export_graph
+    from mesonet.models import ModelCard, save_model
+    from mesonet.scoring import create_model_scorer
+
+    model = trained_looking("mesoinception4", seed=3)
+    path = tmp_path / "mine.safetensors"
+    save_model(model, path, ModelCard(name="mine", arch="mesoinception4"))
+    export_graph(path, tmp_path)
+    crops = np.random.default_rng(1).integers(0, 256, (4, 256, 256, 3), dtype=np.uint8)
+    np.save(tmp_path / "crops.npy", crops)
+    code = (
+        "import sys, numpy as np\n"
+        "from mesonet.models.graph import load_for_prediction\n"
+        "from mesonet.scoring import create_model_scorer\n"
+        "scorer = create_model_scorer(load_for_prediction(sys.argv[1]), backend='auto')\n"
+        "print(scorer.name, *scorer(np.load(sys.argv[2])).tolist())\n"
+    )
+    result = lean(["-c", code, str(path), str(tmp_path / "crops.npy")], lean_env)
+    assert result.returncode == 0, result.stderr
+    name, *scores = result.stdout.split()
+    assert name == "openvino"
+    eager = create_model_scorer(model, backend="torch")(crops)
+    np.testing.assert_allclose(np.array(scores, float), eager, atol=1e-5)
