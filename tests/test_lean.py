@@ -231,3 +231,22 @@ def test_an_exported_model_runs_without_pytorch_with_its_scores(lean_env, tmp_pa
     assert name == "openvino"
     eager = create_model_scorer(model, backend="torch")(crops)
     np.testing.assert_allclose(np.array(scores, float), eager, atol=1e-5)
+
+
+def test_no_telemetry_process_is_forked():
+    """OpenVINO's converter sends usage telemetry on import by forking the interpreter to
+    try a web request; mesonet keeps that package from loading (no network, no fork)."""
+    code = (
+        "import os, time\n"
+        "forks = []\n"
+        "os.register_at_fork(before=lambda: forks.append(1))\n"
+        "import mesonet, openvino\n"
+        "from mesonet.pipeline import Detector\n"
+        "Detector().predict(__import__('mesonet.inputs').inputs.sample_paths()[0])\n"
+        "time.sleep(0.5)\n"
+        "print(len(forks))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MESONET_OPENVINO_TELEMETRY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
