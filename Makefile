@@ -1,6 +1,6 @@
 # The README's commands. `make predict` sets up and runs the main job; `make test` sets up
-# and runs the fast tier of the test suite (the tests not marked slow: every module, a few
-# minutes); `make test-all` runs the whole suite (what CI runs through .ci/run).
+# and runs the fast tier of the test suite (the tests not marked slow: every module, about
+# 3 minutes on two pytest-xdist workers); `make test-all` runs the whole suite (what CI runs through .ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -42,7 +42,7 @@ predict: setup
 test: setup-dev
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
-	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not slow"
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider -m "not slow" -n 2
 
 test-all: setup-dev
 	$(BIN)/ruff check src tests tools benchmarks
