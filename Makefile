@@ -1,6 +1,6 @@
 # The README's commands. `make predict` sets up and runs the main job; `make test` sets up
 # and runs the fast tier of the test suite (the tests not marked slow: every module, about
-# 3 minutes on two pytest-xdist workers); `make test-all` runs the whole suite (what CI runs through .ci/run).
+# 2.5 minutes on two pytest-xdist workers); `make test-all` runs the whole suite (what CI runs through .ci/run).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
