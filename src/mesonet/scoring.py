@@ -18,8 +18,6 @@ costs one inference call; the result is the same logit to float32 rounding. ``fu
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -106,22 +104,6 @@ class ModelScorer:
     def __repr__(self) -> str:
         shape = "fused" if self.fused else f"{len(self._members)} member(s)"
         return f"ModelScorer({shape}, backend={self.name!r})"
-
-    def warm_up(self) -> threading.Thread:
-        """Compile the engines for uint8 crops in a background thread (OpenVINO compiles
-        without holding the GIL), so that the first batch does not wait for them while the
-        faces are being found; a failure here is left for the first batch to report."""
-
-        def compile_all() -> None:
-            for engine, _, _ in self._members:
-                compile_ = getattr(engine, "_compile", None)
-                if compile_ is not None:
-                    with contextlib.suppress(Exception):
-                        compile_("uint8")
-
-        thread = threading.Thread(target=compile_all, name="mesonet-warm-up")  # joined at exit
-        thread.start()
-        return thread
 
     def member_logits(self, batch: Any) -> list[np.ndarray]:
         """Each member's (member-calibrated) logits, float64, for the same batch (a fused

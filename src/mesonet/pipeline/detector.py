@@ -123,7 +123,6 @@ class Detector(FaceDetectors, VideoEvidence):
             torch = sys.modules["torch"]
             self.model.to(memory_format=torch.channels_last)
         self.scorer = create_model_scorer(self.model, backend, batch_size)
-        self.scorer.warm_up()  # compiled while the first file's faces are found
         self.backend = self.scorer.name
         card = getattr(self.model, "card", None)
         self.model_name = model_label(self.model)
