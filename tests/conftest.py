@@ -102,6 +102,36 @@ def face_media(tmp_path_factory) -> dict[str, Path]:
     return media
 
 
+# --------------------------------------------------------------------------- int8 tests
+
+
+@pytest.fixture
+def own_cache(monkeypatch, tmp_path):
+    """A cache folder of the test's own (int8 graphs, compiled blobs), enabled."""
+    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MESONET_NO_CACHE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def samples():
+    """The four packaged sample images as 256 px crops (uint8, N x 256 x 256 x 3)."""
+    import numpy as np
+
+    from mesonet.faces import crop_whole
+    from mesonet.inputs import sample_paths
+    from mesonet.media import read_image
+
+    return np.stack([crop_whole(read_image(p), 256, "auto") for p in sorted(sample_paths())])
+
+
+@pytest.fixture(scope="session")
+def sample_calibration(samples):
+    """The samples and their mirror images: calibration crops for quantising."""
+    import numpy as np
+
+    return np.concatenate([samples, np.ascontiguousarray(samples[:, :, ::-1])])
+
+
 # --------------------------------------------------------------------------- small videos
 
 

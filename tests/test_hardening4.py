@@ -17,8 +17,6 @@ import pytest
 import torch
 
 from mesonet.backends import available_backends, create_scorer
-from mesonet.faces import crop_whole
-from mesonet.media import read_image
 from mesonet.models import create_model, load_model
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "mesonet" / "samples"
@@ -27,21 +25,7 @@ ON_OPENVINO = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def own_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MESONET_NO_CACHE", raising=False)
-
-
-@pytest.fixture(scope="module")
-def samples() -> np.ndarray:
-    images = [crop_whole(read_image(p), 256, "auto") for p in sorted(SAMPLES.rglob("*.jpg"))]
-    return np.stack(images)
-
-
-@pytest.fixture(scope="module")
-def calibration(samples) -> np.ndarray:
-    return np.concatenate([samples, np.ascontiguousarray(samples[:, :, ::-1])])
+pytestmark = pytest.mark.usefixtures("own_cache")  # tests/conftest.py
 
 
 def _new_cache(monkeypatch, tmp_path: Path, name: str) -> Path:
@@ -90,11 +74,11 @@ def _shipping(folder: Path, calibration: np.ndarray, scale: float = 1.0) -> Path
 
 @ON_OPENVINO
 def test_another_card_s_statistics_never_poison_the_graph_a_card_measured(
-    calibration, samples, tmp_path, monkeypatch
+    sample_calibration, samples, tmp_path, monkeypatch
 ):
     pytest.importorskip("nncf")
-    original = _shipping(tmp_path / "a", calibration)
-    poisoned = _shipping(tmp_path / "b", calibration, scale=0.05)
+    original = _shipping(tmp_path / "a", sample_calibration)
+    poisoned = _shipping(tmp_path / "b", sample_calibration, scale=0.05)
     _new_cache(monkeypatch, tmp_path, "fresh")
     reference = create_scorer(load_model(original), "auto", output="logit")
     assert reference.name == "openvino-int8"
@@ -119,10 +103,10 @@ def _every_97th_byte(path: Path) -> None:
 @ON_OPENVINO
 @pytest.mark.parametrize("damage", ["truncate model.xml", "every 97th byte of model.bin"])
 def test_a_damaged_int8_entry_is_rebuilt_with_a_warning(
-    damage, calibration, samples, tmp_path, monkeypatch, caplog
+    damage, sample_calibration, samples, tmp_path, monkeypatch, caplog
 ):
     pytest.importorskip("nncf")
-    path = _shipping(tmp_path / "a", calibration)
+    path = _shipping(tmp_path / "a", sample_calibration)
     cache = _new_cache(monkeypatch, tmp_path, "fresh")
     expected = create_scorer(load_model(path), "auto", output="logit")(samples)
     (entry,) = (cache / "openvino-int8").iterdir()
@@ -175,7 +159,7 @@ def failing_save(monkeypatch):
 
 @ON_OPENVINO
 def test_a_cache_that_cannot_be_written_never_stops_a_prediction(
-    failing_save, calibration, samples, tmp_path, monkeypatch, caplog
+    failing_save, sample_calibration, samples, tmp_path, monkeypatch, caplog
 ):
     model = _traced_model()
     x = torch.rand(2, 3, 256, 256)
@@ -192,12 +176,12 @@ def test_a_cache_that_cannot_be_written_never_stops_a_prediction(
 
 @ON_OPENVINO
 def test_int8_without_a_writable_cache_runs_fp32_with_one_warning(
-    calibration, samples, tmp_path, monkeypatch, caplog
+    sample_calibration, samples, tmp_path, monkeypatch, caplog
 ):
     pytest.importorskip("nncf")
     import openvino as ov
 
-    path = _shipping(tmp_path / "a", calibration)
+    path = _shipping(tmp_path / "a", sample_calibration)
     _new_cache(monkeypatch, tmp_path, "full")
     monkeypatch.setattr(
         ov, "save_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("iostream error"))
@@ -248,12 +232,12 @@ def test_concurrent_first_requests_wait_for_one_trace(tmp_path, monkeypatch):
 
 @ON_OPENVINO
 def test_concurrent_first_requests_wait_for_one_int8_build(
-    calibration, samples, tmp_path, monkeypatch
+    sample_calibration, samples, tmp_path, monkeypatch
 ):
     pytest.importorskip("nncf")
     from mesonet.backends import int8_choice
 
-    path = _shipping(tmp_path / "a", calibration)
+    path = _shipping(tmp_path / "a", sample_calibration)
     cache = _new_cache(monkeypatch, tmp_path, "fresh")
     builds = []
     real = int8_choice.quantize

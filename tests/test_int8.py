@@ -40,29 +40,13 @@ from mesonet.models.card import ModelCard
 from mesonet.scoring import ModelScorer
 
 pytest.importorskip("nncf")
-pytestmark = pytest.mark.skipif(
-    "openvino" not in available_backends(), reason="openvino not installed"
-)
+pytestmark = [
+    pytest.mark.skipif("openvino" not in available_backends(), reason="openvino not installed"),
+    pytest.mark.usefixtures("own_cache"),  # tests/conftest.py
+]
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "mesonet" / "samples"
 VAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dfdc-faces" / "val"
-
-
-@pytest.fixture(autouse=True)
-def own_cache(monkeypatch, tmp_path):
-    monkeypatch.setenv("MESONET_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MESONET_NO_CACHE", raising=False)
-
-
-@pytest.fixture(scope="module")
-def samples() -> np.ndarray:
-    images = [crop_whole(read_image(p), 256, "auto") for p in sorted(SAMPLES.rglob("*.jpg"))]
-    return np.stack(images)
-
-
-@pytest.fixture(scope="module")
-def sample_calibration(samples) -> np.ndarray:
-    return np.concatenate([samples, np.ascontiguousarray(samples[:, :, ::-1])])
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
