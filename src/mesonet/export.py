@@ -40,24 +40,14 @@ from torch import nn
 
 from mesonet.destinations import check_output_dir, check_outputs_in, write_output
 from mesonet.errors import ModelError
+from mesonet.models.graph import FORMAT as FORMAT
+from mesonet.models.graph import SUFFIX as SUFFIX
+from mesonet.models.graph import graph_digest as graph_digest
 
-FORMAT = 1
-"""The version of the ``.graph.json`` layout."""
-SUFFIX = ".graph.json"
 IMAGE_INPUT = "float32 N x 3 x 256 x 256 in [0, 1]"
 VIDEO_INPUT = "float32 N x T x 3 x 256 x 256 in [0, 1]"
 INT8_OPS = "mesonet_int8/"
 """The prefix :func:`stable_names` gives the ops quantisation adds."""
-
-
-def graph_digest(xml_path: str | Path, bin_path: str | Path) -> str:
-    """The sha256 (hex) of a graph: its ``.xml`` bytes followed by its ``.bin`` bytes."""
-    digest = hashlib.sha256()
-    for path in (xml_path, bin_path):
-        with open(path, "rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def stable_names(graph: Any) -> Any:

@@ -178,7 +178,7 @@ def graph_members(
     if backend == "openvino-int8":
         assert model.int8 is not None
         return [(engine(model.int8.read), None, 1.0)]
-    if not model.is_ensemble or (fuse and model.fusable()):
+    if not model.is_ensemble or (fuse and fusable(model)):
         return [(engine(model.logit_graph), None, 1.0)]
     return [
         (engine(m.logit_graph), m.card.calibration or None, w)

@@ -31,26 +31,10 @@ from mesonet.backends.int8 import (
     model_key,
     quantize,
 )
+from mesonet.backends.int8_record import arithmetic
 from mesonet.backends.int8_record import record_passes as record_passes
 
 log = logging.getLogger(__name__)
-
-
-def auto_runs_int8(card: Any) -> bool:
-    """Whether ``auto`` runs a model with this card in int8 here, as far as the card and this
-    installation tell before the model is loaded: a passing record (:func:`record_passes`),
-    OpenVINO, and a cache to keep the int8 graph in (not with ``MESONET_NO_CACHE``, nor once a
-    write to the cache failed). What lists the models scored in int8 says this, not the
-    record alone."""
-    import importlib.util
-
-    from mesonet.backends.cache import writable_folder
-
-    return (
-        record_passes(card)
-        and importlib.util.find_spec("openvino") is not None
-        and writable_folder("openvino-int8") is not None
-    )
 
 
 def fp32_members(model: nn.Module) -> list[str]:
@@ -189,9 +173,5 @@ def inference_kind(model: nn.Module, backend: str) -> str:
     """What a scan's settings record says about its arithmetic: ``exact`` (the fp32 engines
     agree to 1e-4), ``bf16``, or ``int8`` with the cache entry (model and calibration
     digests) of the int8 graph it runs (another int8 graph gives other scores)."""
-    if "bf16" in backend:
-        return "bf16"
-    if "int8" not in backend:
-        return "exact"
-    path = explicit_path(model)
-    return f"int8 {path.parent.name}" if path is not None else "int8"
+    path = explicit_path(model) if "int8" in backend else None
+    return arithmetic(backend, path.parent.name if path is not None else None)

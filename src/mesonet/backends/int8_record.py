@@ -23,3 +23,14 @@ def record_passes(card: Any) -> bool:
         return all(abs(float(d)) <= AUC_TOLERANCE for d in changes.values())
     except (TypeError, ValueError):
         return False
+
+
+def arithmetic(backend: str, int8_graph: str | None = None) -> str:
+    """What a scan's settings record says about the arithmetic of ``backend``: ``exact``
+    (the fp32 engines agree to 1e-4), ``bf16``, or ``int8`` with the name of the int8 graph
+    it runs (``int8_graph``, its cache entry: another int8 graph gives other scores)."""
+    if "bf16" in backend:
+        return "bf16"
+    if "int8" not in backend:
+        return "exact"
+    return f"int8 {int8_graph}" if int8_graph else "int8"

@@ -50,12 +50,12 @@ def graph_card_path(path: Path, reference: str) -> Path:
     return path.with_name(path.name.removesuffix(path.suffix) + SUFFIX)
 
 
-def file_digest(*paths: Path) -> str:
-    """sha256 of the files' bytes, one after the other."""
+def graph_digest(xml_path: str | Path, bin_path: str | Path) -> str:
+    """The sha256 (hex) of a graph: its ``.xml`` bytes followed by its ``.bin`` bytes."""
     digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
+    for path in (xml_path, bin_path):
+        with open(path, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
 
@@ -85,7 +85,7 @@ class GraphFiles:
         for path in (self.xml, self.bin):
             if not path.is_file():
                 raise ModelError(f"{what}: its graph file {path} is missing")
-        if file_digest(self.xml, self.bin) != self.sha256:
+        if graph_digest(self.xml, self.bin) != self.sha256:
             raise ModelError(
                 f"{what}: {self.xml.name} is not the graph its card names (sha256 differs): "
                 "export the model again"
@@ -126,19 +126,12 @@ class GraphModel:
         docstring)."""
         if self.graph is not None:
             return self.graph.read()
-        from mesonet.backends.fused import combine_graphs, member_scale
+        from mesonet.backends.fused import combine_graphs, fusable, member_scale
 
-        scales = [member_scale(m, w) for m, w in zip(self.members, self.weights, strict=True)]
-        if any(s is None for s in scales):
+        if not fusable(self):
             raise ModelError(f"{self.card.name}: a member calibrated by an isotonic map")
+        scales = [member_scale(m, w) for m, w in zip(self.members, self.weights, strict=True)]
         return combine_graphs([m.logit_graph() for m in self.members], scales)
-
-    def fusable(self) -> bool:
-        """Whether the members' calibrations fit one graph (every one a temperature)."""
-        from mesonet.backends.fused import member_scale
-
-        pairs = zip(self.members, self.weights, strict=True)
-        return all(member_scale(m, w) is not None for m, w in pairs)
 
     def eval(self) -> GraphModel:
         return self  # a graph has no training mode: the same call as a module's

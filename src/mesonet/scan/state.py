@@ -110,18 +110,16 @@ def scan_settings(detector: Any) -> dict[str, Any]:
 
 
 def _inference(model: Any, backend: str) -> str:
-    """What the records' arithmetic is (:func:`mesonet.backends.int8_choice.inference_kind`);
-    a shipped int8 graph is named by its entry in the PyTorch path's cache (the same graph)."""
+    """What the records' arithmetic is (:func:`mesonet.backends.int8_record.arithmetic`); a
+    shipped int8 graph is named by its entry in the PyTorch path's cache (the same graph)."""
     entry = getattr(model, "int8_entry", None)
     if entry is not None:  # a model in its graph form
-        return f"int8 {entry}" if "int8" in backend and entry else inference_label(backend)
+        from mesonet.backends.int8_record import arithmetic
+
+        return arithmetic(backend, entry or None)
     from mesonet.backends.int8_choice import inference_kind
 
     return inference_kind(model, backend)
-
-
-def inference_label(backend: str) -> str:
-    return "bf16" if "bf16" in backend else "int8" if "int8" in backend else "exact"
 
 
 def video_settings(temporal: Any) -> dict[str, Any]:
