@@ -203,6 +203,10 @@ def test_a_graph_left_stale_by_new_weights_is_not_run(tmp_path, caplog):
     assert not has_graph(path)  # trained again: the graph beside it is another model's
     assert "export it again" in caplog.text
     assert type(load_for_prediction(path)).__name__ == "Meso4"  # its weights, with PyTorch
+    ensemble = tmp_path / "pair.json"  # as a member of an ensemble card too
+    members = [{"model": "mine.safetensors", "weight": 1.0}, {"model": "meso4.f2f", "weight": 1.0}]
+    ensemble.write_text(json.dumps({"name": "pair", "arch": "ensemble", "members": members}))
+    assert not has_graph(ensemble)
 
 
 def test_an_exported_model_runs_without_pytorch_with_its_scores(lean_env, tmp_path):

@@ -145,13 +145,18 @@ def has_graph(name_or_path: str | Path | None) -> bool:
             if path.suffix == ENSEMBLE_SUFFIX and not path.name.endswith(SUFFIX):
                 card = _json_card(path)
                 members = [locate(str(m["model"]), path.parent) for m in card.members]
-                if not all(graph_card_path(p, r).is_file() for p, r in members):
+                if not all(_ready(p, r) for p, r in members):
                     return False
-            elif not graph_card_path(path, reference).is_file() or not _current(path, reference):
+            elif not _ready(path, reference):
                 return False
     except ModelError:
         return False
     return True
+
+
+def _ready(path: Path, reference: str) -> bool:
+    """Whether the model at ``path`` has a graph card made from its very weights."""
+    return graph_card_path(path, reference).is_file() and _current(path, reference)
 
 
 def _current(path: Path, reference: str) -> bool:
